@@ -1,0 +1,1 @@
+//! Ingest: turning encoder bytes into stamped frames in the ring.

@@ -1,0 +1,23 @@
+//! rillcast: a small, bounded streaming daemon that turns a camera's hardware encoder into an
+//! RTSP / HLS / RTMP endpoint.
+//!
+//! Read `docs/ARCHITECTURE.md` first. In short, data flows one way:
+//!
+//! ```text
+//! encoder bytes ─▶ ingest (Annex B / ADTS / TS parsing, stamping) ─▶ media::ring::MediaRing
+//!                                                                      │ (static pool + fan-out)
+//!                          ┌───────────────────────────────────────────┼───────────────┐
+//!                          ▼                                           ▼               ▼
+//!                  RTSP sessions (RTP/RTCP)                      HLS segmenter     RTMP pusher
+//! ```
+//!
+//! Pure cores (`media`, `ingest::annexb`, `proto::*`) take bytes and `now` and write into
+//! buffers the caller hands them; the shells (`net`, `ingest` drivers, `daemon`) own sockets,
+//! processes and the clock.
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod ingest;
+pub mod media;
+pub mod proto;
+pub mod cli;

@@ -1,0 +1,1 @@
+//! Protocol cores: sans-IO, no sockets, no clock reads.
