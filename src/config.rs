@@ -81,7 +81,6 @@ pub struct MediaConfig {
     pub memory_mib: u32,
 }
 
-
 /// One stream: a video source (and optionally a second input for AAC audio).
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -236,8 +235,7 @@ impl Config {
             }
         })?;
         if cfg.streams.is_empty() {
-            cfg.streams
-                .insert("live".into(), StreamConfig::default());
+            cfg.streams.insert("live".into(), StreamConfig::default());
         }
         cfg.validate().map_err(|(key, message)| ConfigError {
             file: file.into(),
@@ -263,7 +261,10 @@ impl Config {
             && (self.rtsp.udp_port == u16::MAX
                 || [self.rtsp.udp_port, self.rtsp.udp_port + 1].contains(&self.rtsp.port))
         {
-            return err("rtsp.udp_port", "needs two free ports (RTP, RTCP) apart from rtsp.port");
+            return err(
+                "rtsp.udp_port",
+                "needs two free ports (RTP, RTCP) apart from rtsp.port",
+            );
         }
         if !(5..=3600).contains(&self.rtsp.session_timeout_s) {
             return err("rtsp.session_timeout_s", "must be 5..=3600");
@@ -314,10 +315,16 @@ fn validate_source(s: &SourceConfig, key: &str, audio: bool) -> Result<(), (Stri
     let e = |f: &str, m: &str| Err((format!("{key}.{f}"), m.to_string()));
     if audio {
         if s.kind == SourceKind::Testsrc {
-            return e("kind", "testsrc makes its own audio; use source.audio = true");
+            return e(
+                "kind",
+                "testsrc makes its own audio; use source.audio = true",
+            );
         }
         if s.format != SourceFormat::Adts {
-            return e("format", "audio inputs carry AAC in ADTS: format = \"adts\"");
+            return e(
+                "format",
+                "audio inputs carry AAC in ADTS: format = \"adts\"",
+            );
         }
     } else if s.format == SourceFormat::Adts {
         return e(
@@ -334,7 +341,10 @@ fn validate_source(s: &SourceConfig, key: &str, audio: bool) -> Result<(), (Stri
     match s.kind {
         SourceKind::Testsrc => {
             if s.width == 0 || s.height == 0 || s.width % 16 != 0 || s.height % 16 != 0 {
-                return e("width", "testsrc width and height must be non-zero multiples of 16");
+                return e(
+                    "width",
+                    "testsrc width and height must be non-zero multiples of 16",
+                );
             }
             if s.width > 1920 || s.height > 1088 {
                 return e("width", "testsrc is at most 1920x1088");
@@ -480,7 +490,10 @@ shell = "arecord -f S16_LE | faac -o - -"
         let c = Config::parse(t, "x").unwrap();
         assert_eq!(c.streams.len(), 2);
         assert_eq!(c.streams["live"].source.command[0], "rpicam-vid");
-        assert_eq!(c.streams["sub"].audio.as_ref().unwrap().format, SourceFormat::Adts);
+        assert_eq!(
+            c.streams["sub"].audio.as_ref().unwrap().format,
+            SourceFormat::Adts
+        );
     }
 
     #[test]
@@ -490,9 +503,18 @@ shell = "arecord -f S16_LE | faac -o - -"
             ("[rtsp]\nport = 8080\n", "http.port"),
             ("[streams.\"a b\"]\n", "streams.a b"),
             ("[streams.x]\nbuffer_ms = 10\n", "streams.x.buffer_ms"),
-            ("[streams.x.source]\nkind = \"exec\"\n", "streams.x.source.command"),
-            ("[streams.x.source]\nwidth = 100\n", "streams.x.source.width"),
-            ("[streams.x.audio]\nkind = \"stdin\"\n", "streams.x.audio.format"),
+            (
+                "[streams.x.source]\nkind = \"exec\"\n",
+                "streams.x.source.command",
+            ),
+            (
+                "[streams.x.source]\nwidth = 100\n",
+                "streams.x.source.width",
+            ),
+            (
+                "[streams.x.audio]\nkind = \"stdin\"\n",
+                "streams.x.audio.format",
+            ),
         ] {
             let e = Config::parse(t, "x").unwrap_err();
             assert!(e.message.starts_with(key), "{t:?} -> {e}");

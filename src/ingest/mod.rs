@@ -1,1 +1,2 @@
 //! Ingest: turning encoder bytes into stamped frames in the ring.
+pub mod annexb;

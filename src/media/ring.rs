@@ -256,7 +256,8 @@ mod tests {
         // 200-byte frames: 5 fit (1000 bytes), the 6th wraps to 0 and must evict frame 0
         // (overlap) — and nothing newer.
         for i in 0..6u8 {
-            r.push(meta(Track::Video, i as u64, i == 0), &[i; 200]).unwrap();
+            r.push(meta(Track::Video, i as u64, i == 0), &[i; 200])
+                .unwrap();
         }
         assert_eq!(r.tail(), 1);
         assert!(matches!(r.get(0), Lookup::Evicted));
@@ -272,7 +273,8 @@ mod tests {
         // there (the oldest) go, newer ones at the start stay.
         let mut r = MediaRing::new(1000, 64);
         for i in 0..4u8 {
-            r.push(meta(Track::Video, i as u64, false), &[i; 240]).unwrap(); // 0..960
+            r.push(meta(Track::Video, i as u64, false), &[i; 240])
+                .unwrap(); // 0..960
         }
         r.push(meta(Track::Video, 4, false), &[4; 100]).unwrap(); // wraps: 0..100
         assert_eq!(r.tail(), 1); // frame 0 (0..240) overlapped
@@ -283,7 +285,7 @@ mod tests {
         r.push(meta(Track::Video, 7, false), &[7; 240]).unwrap(); // 540..780: evicts 3 (720..960)
         assert_eq!(r.tail(), 4);
         r.push(meta(Track::Video, 8, false), &[8; 240]).unwrap(); // 780..1020 > cap: wraps
-        // Frames 4 (0..100) and 5 (100..300) overlap [0,240); 6 and 7 survive.
+                                                                  // Frames 4 (0..100) and 5 (100..300) overlap [0,240); 6 and 7 survive.
         assert_eq!(r.tail(), 6);
         for s in 6..=8 {
             assert_eq!(frame(&r, s), vec![s as u8; 240]);
