@@ -55,7 +55,8 @@ impl VideoStamper {
             // Proportional pull of 1/16 of the error per frame, and a slow integral term
             // that learns the encoder's real rate (a "30 fps" camera running at 29.97),
             // kept within ±10 % of nominal.
-            self.duration = (self.duration + err / 256.0).clamp(self.nominal * 0.9, self.nominal * 1.1);
+            self.duration =
+                (self.duration + err / 256.0).clamp(self.nominal * 0.9, self.nominal * 1.1);
             let pts = predicted + err / 16.0;
             pts.clamp(last + self.duration * 0.5, last + self.duration * 2.0)
         };
@@ -118,7 +119,11 @@ mod tests {
         }
         // After settling, every step is within 10 % of 3000 even though arrival jitters by
         // up to 60 % of a frame.
-        assert!(steps[60..].iter().all(|&d| (2700..=3300).contains(&d)), "{:?}", &steps[60..80]);
+        assert!(
+            steps[60..].iter().all(|&d| (2700..=3300).contains(&d)),
+            "{:?}",
+            &steps[60..80]
+        );
     }
 
     #[test]

@@ -12,6 +12,8 @@
 
 pub mod aac;
 pub mod bits;
+pub mod budget;
+pub mod fanout;
 pub mod h264;
 pub mod h265;
 pub mod ring;

@@ -1,0 +1,145 @@
+//! `MemoryPlan`: every byte of media memory, decided once at start from the config.
+//!
+//! Owns: the capacity math — ring sizes, slot counts, per-AU staging, per-viewer send buffers,
+//! HLS segment arenas, push queues — and the check against the ceiling. The daemon allocates
+//! exactly what the plan says and nothing per frame afterwards, so the figure printed at start
+//! ("media memory: N MiB") is the figure that holds.
+
+use super::ring::MediaRing;
+use crate::config::Config;
+
+/// Per-viewer send buffer for RTSP over TCP (interleaved packets waiting for the socket) plus
+/// room for one control response.
+pub const VIEWER_TCP_BUFFER_BYTES: usize = 16 * 1024;
+/// Read buffer of one RTSP connection (requests and interleaved RTCP from the client).
+pub const RTSP_READ_BUFFER_BYTES: usize = 8 * 1024;
+/// Read buffer of one ingest input.
+pub const INGEST_READ_BUFFER_BYTES: usize = 64 * 1024;
+/// Viewer limit without a board profile or `rtsp.max_viewers`.
+pub const DEFAULT_MAX_VIEWERS: u32 = 200;
+/// Media memory ceiling without a board profile or `media.memory_mib`.
+pub const DEFAULT_MEMORY_MIB: u32 = 16;
+
+/// What one stream gets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamPlan {
+    pub name: String,
+    pub ring_bytes: usize,
+    pub ring_slots: usize,
+    /// Largest access unit accepted (a quarter of the ring); also the ingest staging size.
+    pub max_au_bytes: usize,
+    /// HLS segment arena (window + retention, at the stream's bitrate ceiling).
+    pub hls_bytes: usize,
+    pub total_bytes: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemoryPlan {
+    pub streams: Vec<StreamPlan>,
+    pub max_viewers: u32,
+    pub viewer_bytes: usize,
+    pub total_bytes: usize,
+    pub ceiling_bytes: usize,
+}
+
+impl MemoryPlan {
+    /// Plans memory for `cfg`; `board_memory_mib`/`board_max_viewers` come from `--board`.
+    /// Fails with a sentence saying what to change when the plan exceeds the ceiling.
+    pub fn new(
+        cfg: &Config,
+        board_memory_mib: Option<u32>,
+        board_max_viewers: Option<u32>,
+    ) -> Result<MemoryPlan, String> {
+        let ceiling_mib = match cfg.media.memory_mib {
+            0 => board_memory_mib.unwrap_or(DEFAULT_MEMORY_MIB),
+            m => m,
+        };
+        let max_viewers = match cfg.rtsp.max_viewers {
+            0 => board_max_viewers.unwrap_or(DEFAULT_MAX_VIEWERS),
+            v => v,
+        };
+        let mut streams = Vec::new();
+        for (name, s) in &cfg.streams {
+            let ring_bytes = s.ring_bytes().max(64 * 1024);
+            // ~75 frames/s of video + audio, for the buffer's duration, at least 256.
+            let ring_slots = ((s.buffer_ms as usize * 75) / 1000).clamp(256, 16_384);
+            let max_au_bytes = ring_bytes / 4;
+            // Staging: the assembler's NAL and AU buffers, the ADTS splitter, read buffers.
+            let ingest = 2 * max_au_bytes + 8192 + 2 * INGEST_READ_BUFFER_BYTES;
+            // HLS: 6 one-second segments listed + as many retained, at the bitrate ceiling,
+            // plus one being written; at least 3 x the ring's per-frame cap.
+            let hls_bytes = ((13 * s.max_bitrate_kbps as usize * 1000) / 8).max(3 * max_au_bytes);
+            let total = MediaRing::memory_bytes(ring_bytes, ring_slots) + ingest + hls_bytes;
+            streams.push(StreamPlan {
+                name: name.clone(),
+                ring_bytes,
+                ring_slots,
+                max_au_bytes,
+                hls_bytes,
+                total_bytes: total,
+            });
+        }
+        let viewer_bytes =
+            max_viewers as usize * (VIEWER_TCP_BUFFER_BYTES + RTSP_READ_BUFFER_BYTES);
+        let total_bytes = streams.iter().map(|s| s.total_bytes).sum::<usize>() + viewer_bytes;
+        let ceiling_bytes = ceiling_mib as usize * 1024 * 1024;
+        if total_bytes > ceiling_bytes {
+            return Err(format!(
+                "media memory needed is {:.1} MiB but the ceiling is {} MiB: raise media.memory_mib, \
+                 or lower buffer_ms / max_bitrate_kbps of the streams, or rtsp.max_viewers",
+                total_bytes as f64 / 1048576.0,
+                ceiling_mib
+            ));
+        }
+        Ok(MemoryPlan {
+            streams,
+            max_viewers,
+            viewer_bytes,
+            total_bytes,
+            ceiling_bytes,
+        })
+    }
+
+    pub fn summary(&self) -> String {
+        let per: Vec<String> = self
+            .streams
+            .iter()
+            .map(|s| format!("{} {:.1}", s.name, s.total_bytes as f64 / 1048576.0))
+            .collect();
+        format!(
+            "media memory: {:.1} MiB of {} MiB ceiling (streams: {}; {} viewers {:.1})",
+            self.total_bytes as f64 / 1048576.0,
+            self.ceiling_bytes / 1048576,
+            per.join(", "),
+            self.max_viewers,
+            self.viewer_bytes as f64 / 1048576.0
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_fits_default_ceiling() {
+        let cfg = Config::parse("", "t").unwrap();
+        let p = MemoryPlan::new(&cfg, None, None).unwrap();
+        assert_eq!(p.streams[0].ring_bytes, 3000 * 4000 / 8);
+        assert_eq!(p.streams[0].max_au_bytes, 375_000);
+        assert_eq!(p.max_viewers, 200);
+        assert!(p.total_bytes <= p.ceiling_bytes);
+        assert!(p.summary().starts_with("media memory: "));
+    }
+
+    #[test]
+    fn too_much_is_refused_with_advice() {
+        let cfg = Config::parse("[media]\nmemory_mib = 2\n", "t").unwrap();
+        let e = MemoryPlan::new(&cfg, None, None).unwrap_err();
+        assert!(e.contains("ceiling is 2 MiB"), "{e}");
+        // A board's figures apply when the config leaves them at 0.
+        let cfg = Config::parse("", "t").unwrap();
+        let p = MemoryPlan::new(&cfg, Some(64), Some(20)).unwrap();
+        assert_eq!((p.ceiling_bytes, p.max_viewers), (64 << 20, 20));
+    }
+}
