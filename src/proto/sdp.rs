@@ -1,0 +1,1 @@
+//! SDP (RFC 4566) session descriptions for RTSP DESCRIBE (RFC 2326 Appendix C).
