@@ -80,6 +80,17 @@ pub fn write_sender_report(
     Ok(total)
 }
 
+/// Writes a BYE packet (RFC 3550 §6.6) for one SSRC, without a reason. It must follow an SR
+/// or RR in the same compound packet (§6.1): write it right after [`write_sender_report`].
+/// Returns the bytes written (8).
+pub fn write_bye(out: &mut [u8], ssrc: u32) -> Result<usize, RtpError> {
+    let out = out.get_mut(..8).ok_or(RtpError::BufferTooSmall)?;
+    // V=2 P=0 SC=1, PT=203, length 1 (8 bytes / 4 - 1).
+    out[0..4].copy_from_slice(&[0x81, PT_BYE, 0, 1]);
+    out[4..8].copy_from_slice(&ssrc.to_be_bytes());
+    Ok(8)
+}
+
 /// One validated RTCP packet of a compound packet (RFC 3550 §6.4–6.7). Borrowed from the input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RtcpPacket<'a> {
@@ -304,6 +315,14 @@ mod tests {
             write_sender_report(&mut [0u8; 600], 1, 0, 0, 0, 0, &long),
             Err(RtpError::CnameTooLong)
         );
+    }
+
+    #[test]
+    fn bye_bytes() {
+        let mut out = [0u8; 8];
+        assert_eq!(write_bye(&mut out, 0x0a0b_0c0d), Ok(8));
+        assert_eq!(out, [0x81, 203, 0, 1, 0x0a, 0x0b, 0x0c, 0x0d]);
+        assert_eq!(write_bye(&mut out[..7], 1), Err(RtpError::BufferTooSmall));
     }
 
     /// An RR with one report block, an SDES and a BYE, as a client sends when it tears down.
