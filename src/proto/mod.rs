@@ -1,1 +1,4 @@
 //! Protocol cores: sans-IO, no sockets, no clock reads.
+
+pub mod rtp;
+pub mod sdp;
