@@ -163,6 +163,112 @@ impl StreamHub {
     }
 }
 
+/// A consumer's read position plus the policy for falling behind: a consumer that lags more
+/// than `max_lag_bytes`, or whose next frame was evicted, skips to the newest keyframe (or
+/// waits for the next one). Memory is the ring's; the "queue" of a consumer is just the span
+/// between its cursor and the ring's head, so it is bounded by construction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameCursor {
+    next_seq: u64,
+    wants: [bool; 2],
+    waiting_for_key: bool,
+    max_lag_bytes: u64,
+    /// Frames skipped by the lag policy (not counting tracks the consumer didn't ask for).
+    pub skipped_frames: u64,
+    /// Times the consumer had to re-enter at a keyframe.
+    pub resyncs: u64,
+}
+
+impl FrameCursor {
+    /// Starts at the newest video keyframe held (the GOP cache), so a new viewer gets a
+    /// picture at once; audio-only consumers start at the next frame.
+    pub fn start(ring: &MediaRing, wants: [bool; 2], max_lag_bytes: u64) -> Self {
+        let wants_video = wants[Track::Video.index()];
+        let gop_start = ring.last_video_keyframe().filter(|_| wants_video);
+        FrameCursor {
+            next_seq: gop_start.unwrap_or(ring.head()),
+            wants,
+            waiting_for_key: wants_video && gop_start.is_none(),
+            max_lag_bytes,
+            skipped_frames: 0,
+            resyncs: 0,
+        }
+    }
+
+    /// Sequence number of the next frame [`FrameCursor::next`] will consider.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    fn jump_to_keyframe(&mut self, ring: &MediaRing) {
+        if !self.wants[Track::Video.index()] {
+            self.next_seq = self.next_seq.max(ring.tail());
+            return;
+        }
+        match ring.last_video_keyframe() {
+            Some(k) if k >= self.next_seq || self.next_seq < ring.tail() => {
+                self.skipped_frames += k.saturating_sub(self.next_seq);
+                self.next_seq = k;
+                self.waiting_for_key = false;
+            }
+            _ => {
+                self.waiting_for_key = true;
+                self.next_seq = self.next_seq.max(ring.tail());
+            }
+        }
+    }
+
+    /// The frame (at `seq`) being sent was evicted before it was finished, or the consumer
+    /// otherwise lost its place: re-enter at a keyframe.
+    pub fn resync(&mut self, ring: &MediaRing) {
+        self.resyncs += 1;
+        self.waiting_for_key = self.wants[Track::Video.index()];
+        self.jump_to_keyframe(ring);
+    }
+
+    /// The next frame to send, or None when caught up. Skips tracks not wanted, applies the
+    /// lag policy, and holds video back until a keyframe after a resync.
+    pub fn next<'a>(&mut self, ring: &'a MediaRing) -> Option<super::ring::FrameView<'a>> {
+        use super::ring::Lookup;
+        loop {
+            let f = match ring.get(self.next_seq) {
+                Lookup::NotYet => return None,
+                Lookup::Evicted => {
+                    self.resync(ring);
+                    continue;
+                }
+                Lookup::Frame(f) => f,
+            };
+            let t = f.meta.track;
+            if !self.wants[t.index()] {
+                self.next_seq += 1;
+                continue;
+            }
+            if ring.lag_bytes(self.next_seq) > self.max_lag_bytes {
+                self.resync(ring);
+                if ring.lag_bytes(self.next_seq) > self.max_lag_bytes {
+                    // Even the newest keyframe is too far back: wait for the next one.
+                    self.waiting_for_key = self.wants[Track::Video.index()];
+                    self.skipped_frames += ring.head() - self.next_seq;
+                    self.next_seq = ring.head();
+                    return None;
+                }
+                continue;
+            }
+            if t == Track::Video && self.waiting_for_key {
+                if !f.meta.keyframe {
+                    self.skipped_frames += 1;
+                    self.next_seq += 1;
+                    continue;
+                }
+                self.waiting_for_key = false;
+            }
+            self.next_seq += 1;
+            return Some(f);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +329,70 @@ mod tests {
         assert_eq!(hub.consumer_count(), 1);
         assert!(hub.publish(meta(false), &[0; 2000], 9).is_err());
         assert_eq!(hub.stats().dropped_too_large, 1);
+    }
+
+    fn vmeta(pts: u64, keyframe: bool) -> FrameMeta {
+        FrameMeta {
+            track: Track::Video,
+            pts,
+            dts: pts,
+            keyframe,
+        }
+    }
+
+    fn drain(c: &mut FrameCursor, ring: &MediaRing) -> Vec<u64> {
+        std::iter::from_fn(|| c.next(ring).map(|f| f.seq)).collect()
+    }
+
+    #[test]
+    fn cursor_starts_at_gop_and_skips_unwanted_tracks() {
+        let mut ring = MediaRing::new(64 * 1024, 64);
+        for i in 0..10u64 {
+            ring.push(vmeta(i, i % 4 == 0), &[0; 100]).unwrap();
+            ring.push(
+                FrameMeta {
+                    track: Track::Audio,
+                    pts: i,
+                    dts: i,
+                    keyframe: true,
+                },
+                &[0; 10],
+            )
+            .unwrap();
+        }
+        // Video keyframes: i = 0, 4, 8 → seq 0, 8, 16.
+        let mut both = FrameCursor::start(&ring, [true, true], u64::MAX);
+        assert_eq!(drain(&mut both, &ring), vec![16, 17, 18, 19]);
+        let mut video = FrameCursor::start(&ring, [true, false], u64::MAX);
+        assert_eq!(drain(&mut video, &ring), vec![16, 18]);
+        let mut audio = FrameCursor::start(&ring, [false, true], u64::MAX);
+        assert_eq!(drain(&mut audio, &ring), Vec::<u64>::new());
+        ring.push(vmeta(10, false), &[0; 100]).unwrap();
+        assert_eq!(drain(&mut both, &ring), vec![20]);
+        assert_eq!(drain(&mut video, &ring), vec![20]);
+    }
+
+    #[test]
+    fn laggard_reenters_at_keyframe_and_evicted_one_waits() {
+        let mut ring = MediaRing::new(64 * 1024, 256);
+        ring.push(vmeta(0, true), &[0; 1000]).unwrap();
+        let mut c = FrameCursor::start(&ring, [true, false], 3000);
+        assert_eq!(drain(&mut c, &ring), vec![0]);
+        // Falls 5 frames behind, with a keyframe at seq 3.
+        for i in 1..6u64 {
+            ring.push(vmeta(i, i == 3), &[0; 1000]).unwrap();
+        }
+        assert_eq!(drain(&mut c, &ring), vec![3, 4, 5]);
+        assert_eq!((c.skipped_frames, c.resyncs), (2, 1));
+        // Evicted entirely (ring wraps many times) with no keyframe held: waits for one.
+        for i in 6..200u64 {
+            ring.push(vmeta(i, false), &[0; 1000]).unwrap();
+        }
+        assert_eq!(drain(&mut c, &ring), Vec::<u64>::new());
+        ring.push(vmeta(200, false), &[0; 1000]).unwrap();
+        ring.push(vmeta(201, true), &[0; 1000]).unwrap();
+        ring.push(vmeta(202, false), &[0; 1000]).unwrap();
+        assert_eq!(drain(&mut c, &ring), vec![201, 202]);
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod aac;
 pub mod h264;
 pub mod h265;
 pub mod rtcp;
+pub mod sender;
 
 use crate::media::Codec;
 
