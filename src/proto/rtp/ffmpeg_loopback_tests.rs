@@ -295,10 +295,6 @@ fn run_loopback(
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(
-        aggregated > 0 && fragmented > 0,
-        "fixture must exercise aggregation and FUs"
-    );
     for (st, port) in [(&vst, vport), (&ast, aport)] {
         let n = write_sender_report(
             &mut buf,
@@ -339,6 +335,10 @@ fn run_loopback(
         audio: std::fs::read(&aout).unwrap(),
     };
     let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        aggregated > 0 && fragmented > 0,
+        "fixture must exercise aggregation and FUs"
+    );
     (frames, aus.iter().map(|a| a.to_vec()).collect(), outputs)
 }
 

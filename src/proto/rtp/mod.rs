@@ -436,6 +436,47 @@ mod tests {
         assert_eq!(h.write(&mut out[..11]), Err(RtpError::BufferTooSmall));
     }
 
+    /// Fuzz-style: arbitrary frame bytes and arbitrary (even nonsensical) cursors must give
+    /// packets or errors, never a panic, an oversized packet or an endless frame.
+    #[test]
+    fn packetizer_never_panics_on_arbitrary_input() {
+        let mut rng = test_support::Lcg::new(0xf0f0);
+        let mut out = vec![0u8; 2000];
+        for i in 0..20_000 {
+            let codec = [Codec::H264, Codec::H265, Codec::Aac][i % 3];
+            let max_len = MIN_PACKET_LEN + rng.below(200);
+            let p = RtpPacketizer::new(codec, max_len).unwrap();
+            let len = rng.below(300);
+            let mut frame: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            if i % 2 == 0 && len > 8 {
+                // Plausible prefixes so the walk gets past the first NAL sometimes.
+                frame[..4].copy_from_slice(&(rng.below(len) as u32).to_be_bytes());
+            }
+            let mut c = if i % 4 == 1 {
+                PacketizerCursor {
+                    offset: rng.below(len + 8) as u32,
+                    sent_in_nal: if rng.below(2) == 0 { 0 } else { rng.next() },
+                }
+            } else {
+                PacketizerCursor::default()
+            };
+            let mut st = RtpTrackState::new(96, 1, 0);
+            let out_len = rng.below(max_len + 1);
+            // Every packet consumes at least one frame byte, so len + 1 calls must end it.
+            let mut ended = false;
+            for _ in 0..=len + 1 {
+                match p.next_packet(&frame, 0, &mut c, &mut st, &mut out[..out_len]) {
+                    Ok(Some(n)) => assert!(n <= max_len.min(out_len)),
+                    Ok(None) | Err(_) => {
+                        ended = true;
+                        break;
+                    }
+                }
+            }
+            assert!(ended, "frame did not end: {frame:?} {c:?}");
+        }
+    }
+
     #[test]
     fn packet_len_bounds() {
         assert_eq!(
