@@ -188,7 +188,7 @@ impl<'a> BitReader<'a> {
 /// Test-only writer producing RBSP/NAL bytes, used to build parameter sets field by field in
 /// spec order (and to round-trip the reader).
 #[cfg(test)]
-pub(crate) mod test_writer {
+pub(crate) mod test_support {
     /// MSB-first bit writer (test helper; allocates).
     #[derive(Default)]
     pub(crate) struct BitWriter {
@@ -252,6 +252,41 @@ pub(crate) mod test_writer {
         }
     }
 
+    /// Splits an Annex B byte stream (H.264 Annex B) into NAL units without start codes.
+    /// Test-only; the real splitter lives in `ingest`.
+    pub(crate) fn annexb_nals(stream: &[u8]) -> Vec<&[u8]> {
+        let mut starts = Vec::new();
+        let mut i = 0;
+        while i + 3 <= stream.len() {
+            if stream[i..i + 3] == [0, 0, 1] {
+                starts.push(i + 3);
+                i += 3;
+            } else {
+                i += 1;
+            }
+        }
+        let mut nals = Vec::new();
+        for (n, &s) in starts.iter().enumerate() {
+            let mut end = starts.get(n + 1).map_or(stream.len(), |&next| next - 3);
+            while end > s && stream[end - 1] == 0 {
+                end -= 1; // trailing_zero_8bits / the leading zero of a 4-byte start code
+            }
+            nals.push(&stream[s..end]);
+        }
+        nals
+    }
+
+    /// xorshift64 (Marsaglia 2003): a seeded PRNG without a dependency.
+    pub(crate) struct XorShift(pub u64);
+    impl XorShift {
+        pub(crate) fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
     /// Inserts emulation-prevention bytes (H.264 §7.4.1).
     pub(crate) fn escape(rbsp: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(rbsp.len() + 8);
@@ -270,7 +305,7 @@ pub(crate) mod test_writer {
 
 #[cfg(test)]
 mod tests {
-    use super::test_writer::{escape, BitWriter};
+    use super::test_support::{escape, BitWriter};
     use super::*;
 
     #[test]
@@ -294,8 +329,22 @@ mod tests {
     fn exp_golomb_table_9_2() {
         // "1" "010" "011" "00100" "00101" "00110" "00111" "0001000" ... "0001110"
         let strings = [
-            "1", "010", "011", "00100", "00101", "00110", "00111", "0001000", "0001001",
-            "0001010", "0001011", "0001100", "0001101", "0001110", "0001111", "000010000",
+            "1",
+            "010",
+            "011",
+            "00100",
+            "00101",
+            "00110",
+            "00111",
+            "0001000",
+            "0001001",
+            "0001010",
+            "0001011",
+            "0001100",
+            "0001101",
+            "0001110",
+            "0001111",
+            "000010000",
         ];
         for (code_num, s) in strings.iter().enumerate() {
             let mut w = BitWriter::new();
@@ -304,11 +353,7 @@ mod tests {
             }
             w.trailing();
             let rbsp = w.rbsp();
-            assert_eq!(
-                BitReader::new(&rbsp).read_ue(),
-                Ok(code_num as u32),
-                "{s}"
-            );
+            assert_eq!(BitReader::new(&rbsp).read_ue(), Ok(code_num as u32), "{s}");
         }
         // 31 zeros, a 1, then 31 ones: 2^32 - 2.
         let max = [0, 0, 0, 1, 0xff, 0xff, 0xff, 0xfe];
