@@ -591,6 +591,28 @@ mod tests {
         );
     }
 
+    /// The builder's output, written once to fixtures and read back by ffmpeg's own parser
+    /// (`trace_headers`, which reads every scaling-list delta and stops at rbsp_stop_one_bit
+    /// with 80x45 MBs and time_scale 120000 / num_units_in_tick 1001), so the builder is
+    /// checked against an independent reader, not only against `parse_sps`.
+    #[test]
+    fn ffmpeg_checked_hand_built_sps_fixtures() {
+        for (name, chroma) in [
+            ("handbuilt_h264_high10_scaling_lists_420_sps.h264", 1),
+            ("handbuilt_h264_high10_scaling_lists_444_sps.h264", 3),
+        ] {
+            let stream = fixture(name);
+            let info = parse_sps(first_sps(&stream)).unwrap();
+            assert_eq!(
+                (info.chroma_format_idc, info.bit_depth_luma),
+                (chroma, 10),
+                "{name}"
+            );
+            assert_eq!((info.width, info.height), (1280, 720), "{name}");
+            assert_eq!(info.fps, Some((60000, 1001)), "{name}");
+        }
+    }
+
     #[test]
     fn rejects_wrong_type_and_bad_fields() {
         assert_eq!(parse_sps(&[]), Err(H264Error::Truncated));
