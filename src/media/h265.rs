@@ -467,6 +467,7 @@ const MAX_DELTA_POC_MINUS1: u32 = (1 << 15) - 1;
 /// delta POCs (§7.4.8, equations 7-61 and 7-62). The derivation matters: in an inter-predicted
 /// set an entry whose predicted delta POC is 0 is dropped even with `use_delta_flag` set, and
 /// the next set's flag count depends on the survivors.
+#[allow(clippy::needless_range_loop)] // mirrors the spec's equations; see the comment inside
 fn read_st_ref_pic_set(
     r: &mut BitReader<'_>,
     idx: usize,
@@ -497,6 +498,10 @@ fn read_st_ref_pic_set(
             *flag = used_by_curr_pic_flag || r.read_bit()?;
         }
         let (neg, pos) = (prev.num_negative, prev.num_positive);
+        // Indexing below cannot go out of bounds: neg, pos <= MAX_RPS_PICS (push_s0/push_s1
+        // refuse more), so neg + j < 2 * MAX_RPS_PICS and ref_count <= 2 * MAX_RPS_PICS, both
+        // inside `use_delta`. The loops keep the index form of (7-61)/(7-62) to be checkable
+        // against the spec line by line.
         // (7-61): the negative pictures, closest first.
         for j in (0..pos).rev() {
             let d = prev.s1[j] + delta_rps;
