@@ -102,7 +102,7 @@ fn write_h264(name: &str, w: u32, h: u32, fps: u32, gop: u32, frames: usize) -> 
 
 #[test]
 fn smoke() {
-    let (p, n) = write_h264("smoke.h264", 320, 240, 30, 30, 90);
+    let (p, n) = write_h264("smoke.h264", 1280, 720, 30, 30, 90);
     eprintln!("{} {n}", p.display());
     let mut tone = TestTone::new(48000, 2).unwrap();
     let mut buf = [0u8; 64];

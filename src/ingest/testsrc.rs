@@ -946,3 +946,363 @@ impl TestTone {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bytes from a string of '0'/'1' (spaces ignored); the string must fill whole bytes.
+    fn bits(s: &str) -> Vec<u8> {
+        let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        assert_eq!(digits.len() % 8, 0, "bit string must fill whole bytes");
+        digits
+            .chunks(8)
+            .map(|c| c.iter().fold(0u8, |acc, &d| (acc << 1) | (d - b'0')))
+            .collect()
+    }
+
+    fn write(escape: bool, f: impl FnOnce(&mut BitWriter<'_>)) -> Vec<u8> {
+        let mut buf = [0u8; 64];
+        let mut w = BitWriter::new(&mut buf, escape);
+        f(&mut w);
+        let n = w.finish().expect("fits");
+        buf[..n].to_vec()
+    }
+
+    #[test]
+    fn ue_matches_h264_table_9_2() {
+        // codeNum 0..8: 1, 010, 011, 00100, 00101, 00110, 00111, 0001000, 0001001 (41 bits)
+        // followed by seven 1 bits of padding.
+        let got = write(false, |w| {
+            for v in 0..=8 {
+                w.ue(v);
+            }
+            w.bits(0b111_1111, 7);
+        });
+        assert_eq!(got, bits("1 010 011 00100 00101 00110 00111 0001000 0001001 1111111"));
+    }
+
+    #[test]
+    fn ue_handles_the_largest_code_num() {
+        // 2^32 - 2: 31 zeros, then 2^32 - 1 in 32 bits (all ones); 63 bits + 1 bit of padding.
+        let got = write(false, |w| {
+            w.ue(u32::MAX - 1);
+            w.bits(1, 1);
+        });
+        assert_eq!(got, [0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff]);
+    }
+
+    #[test]
+    fn se_matches_h264_table_9_3() {
+        // se 0, 1, -1, 2, -2, 3 -> codeNum 0, 1, 2, 3, 4, 5 (24 bits).
+        let got = write(false, |w| {
+            for v in [0, 1, -1, 2, -2, 3] {
+                w.se(v);
+            }
+            w.rbsp_trailing();
+        });
+        assert_eq!(got, bits("1 010 011 00100 00101 00110 1 0"));
+    }
+
+    #[test]
+    fn emulation_prevention_escapes_00_00_0x_for_x_up_to_3() {
+        let input = [0, 0, 0, 0, 0, 1, 0, 0, 2, 0, 0, 3, 0, 0, 4, 0, 0];
+        let got = write(true, |w| input.iter().for_each(|&b| w.bits(u64::from(b), 8)));
+        // 00 00 |03| 00 00 |03| 00 01 (a lone zero then 01 needs nothing), 00 00 |03| 02,
+        // 00 00 |03| 03, 00 00 04 untouched; a trailing 00 00 is not escaped by this writer.
+        let want = [0, 0, 3, 0, 0, 3, 0, 1, 0, 0, 3, 2, 0, 0, 3, 3, 0, 0, 4, 0, 0];
+        assert_eq!(got, want);
+        // Without escaping the bytes pass through.
+        let plain = write(false, |w| input.iter().for_each(|&b| w.bits(u64::from(b), 8)));
+        assert_eq!(plain, input);
+    }
+
+    #[test]
+    fn emulation_prevention_works_across_unaligned_fields() {
+        // 20 zero bits then 1 then 0000 then 1 + padding: bytes 00 00 08 21 -> no escape (08 > 3);
+        // 16 zero bits, then 0000 0001 -> 00 00 01 -> escaped.
+        assert_eq!(
+            write(true, |w| {
+                w.bits(0, 20);
+                w.bits(0b1000_0100_001, 11);
+                w.bits(0, 1);
+            }),
+            [0, 0, 8, 0x42]
+        );
+        assert_eq!(write(true, |w| w.bits(1, 24)), [0, 0, 3, 1]);
+    }
+
+    #[test]
+    fn writer_reports_overflow_instead_of_panicking() {
+        let mut buf = [0u8; 2];
+        let mut w = BitWriter::new(&mut buf, false);
+        w.bits(0xABCDEF, 24);
+        assert_eq!(w.finish(), Err(TestSrcError::BufferTooSmall));
+    }
+
+    /// SPS of 1280x720@30, level 3.1 (field by field; ffmpeg's trace_headers bsf parses the
+    /// same values):
+    /// ```text
+    /// 67        nal_ref_idc 3, nal_unit_type 7
+    /// 42 c0 1f  profile_idc 66, constraint_set0+1, level_idc 31
+    /// da        sps_id ue(0)=1, log2_max_frame_num_minus4 ue(0)=1, poc_type ue(2)=011,
+    ///           max_num_ref_frames ue(1)=010
+    /// 01 40 16  gaps 0, width_in_mbs_minus1 ue(79)=0000001010000,
+    ///           height_in_map_units_minus1 ue(44)=00000101101 (first 10 bits)
+    /// e8        ..1, frame_mbs_only 1, direct_8x8 1, cropping 0, vui 1, aspect 0, overscan 0,
+    ///           video_signal 0
+    /// 40        chroma_loc 0, timing_info 1, num_units_in_tick (32 bits = 1) starts: 000000
+    /// 00 00 03 00  ...zeros, with an emulation prevention byte after two zero bytes
+    /// 40        ..01 (tick = 1), time_scale (32 bits = 60) starts: 000000
+    /// 00 00 0f  ..zeros, then 1111
+    /// 23        ..00 (60 = 111100), fixed_frame_rate 1, nal_hrd 0, vcl_hrd 0, pic_struct 0,
+    ///           bitstream_restriction 1, mv_over_pic_boundaries 1
+    /// c2 21 1a  max_bytes_per_pic_denom ue(0), max_bits_per_mb_denom ue(0),
+    ///           log2_max_mv_length_h ue(16)=000010001, _v ue(16), max_num_reorder ue(0),
+    ///           max_dec_frame_buffering ue(1)=010
+    /// 80        rbsp_stop_one_bit + alignment
+    /// ```
+    #[test]
+    fn sps_720p30_bytes() {
+        let p = TestPattern::new(1280, 720, 30, 30).unwrap();
+        assert_eq!(p.level_idc(), 31);
+        assert_eq!(
+            p.sps(),
+            [
+                0x67, 0x42, 0xc0, 0x1f, 0xda, 0x01, 0x40, 0x16, 0xe8, 0x40, 0x00, 0x00, 0x03, 0x00,
+                0x40, 0x00, 0x00, 0x0f, 0x23, 0xc2, 0x21, 0x1a, 0x80
+            ]
+        );
+    }
+
+    /// PPS: 68 (nal_ref_idc 3, type 8), then pps_id ue(0) 1, sps_id ue(0) 1, CAVLC 0,
+    /// bottom_field_pic_order 0, num_slice_groups_minus1 ue(0) 1, num_ref_idx_l0/l1 ue(0) 1 1,
+    /// weighted_pred 0, weighted_bipred 00, pic_init_qp/qs se(0) 1 1, chroma_qp_offset se(0) 1,
+    /// deblocking_filter_control_present 1, constrained_intra 0, redundant_pic_cnt 0, stop bit:
+    /// 1100 1110 | 0011 1100 | 1000 0000 = ce 3c 80.
+    #[test]
+    fn pps_bytes() {
+        let p = TestPattern::new(1280, 720, 30, 30).unwrap();
+        assert_eq!(p.pps(), [0x68, 0xce, 0x3c, 0x80]);
+    }
+
+    /// 32x32@30: level 3.0 (0x1e); width/height_minus1 ue(1) = 010; fps 30 -> time_scale 60.
+    #[test]
+    fn sps_32x32_bytes() {
+        let p = TestPattern::new(32, 32, 30, 2).unwrap();
+        let mut want = vec![0x67, 0x42, 0xc0, 0x1e];
+        // sps_id 1, log2_max_frame_num 1, poc_type 011, max_ref 010 | gaps 0, width 010,
+        // height 010, frame_mbs_only 1 | direct_8x8 1, crop 0, vui 1, aspect 0, overscan 0,
+        // signal 0, chroma_loc 0, timing 1
+        want.extend(bits("11011010 00100101 10100001"));
+        // num_units_in_tick = 1, time_scale = 60, both escaped after their two leading zeros.
+        want.extend([0x00, 0x00, 0x03, 0x00, 0x01, 0x00, 0x00, 0x03, 0x00, 0x3c]);
+        // fixed 1, hrd 0 0, pic_struct 0, restriction 1, mv_over 1, denoms 1 1 |
+        // mv_h 000010001 | mv_v 000010001 | reorder 1 | dpb 010 | stop 1 + 0
+        want.extend(bits("10001111 00001000 1 0000100 01 1 010 1 0"));
+        assert_eq!(p.sps(), want.as_slice());
+    }
+
+    fn pcm(y: &[u8; 16], cb: u8, cr: u8) -> Vec<u8> {
+        let mut v = Vec::new();
+        for &row in y {
+            v.extend([row; 16]);
+        }
+        v.extend([cb; 64]);
+        v.extend([cr; 64]);
+        v
+    }
+
+    /// A 32x32 box MB (box is 1 MB tall): red, luma 105 at the top falling by 3 per row.
+    fn red_box_mb() -> Vec<u8> {
+        let mut y = [0u8; 16];
+        for (r, v) in y.iter_mut().enumerate() {
+            *v = 105 - 3 * r as u8;
+        }
+        pcm(&y, 90, 240)
+    }
+
+    /// 32x32 = 2x2 MBs: box at MB (0,0), grey guard at (1,0) (right of the box), counter bits
+    /// (MSB, LSB) at (0,1), (1,1). Frame 0 is all I_PCM; frame 1 moves the box right and sets
+    /// the counter LSB, so MB (0,1) is skipped.
+    #[test]
+    fn tiny_idr_and_p_frame_bytes() {
+        let mut p = TestPattern::new(32, 32, 30, 2).unwrap();
+        let mut buf = vec![0u8; p.max_frame_len()];
+
+        let (n, key) = p.next_frame(&mut buf).unwrap();
+        assert!(key);
+        let mut want = vec![0, 0, 0, 1, 0x09, 0x10]; // AUD, primary_pic_type 0 (I)
+        want.extend([0, 0, 0, 1]);
+        want.extend(p.sps());
+        want.extend([0, 0, 0, 1]);
+        want.extend(p.pps());
+        want.extend([0, 0, 0, 1, 0x65]); // IDR, nal_ref_idc 3
+        // first_mb 1, slice_type ue(7) 0001000, pps_id 1, frame_num 0000, idr_pic_id ue(0) 1,
+        // no_output_of_prior_pics 0, long_term_ref 0, slice_qp_delta 1,
+        // disable_deblocking_filter_idc ue(1) 010, MB 0: mb_type ue(25) 000011010 + align 000
+        want.extend(bits("1 0001000 1 0000 1 0 0 1 010 000011010 000"));
+        want.extend(red_box_mb());
+        let grey = pcm(&[128; 16], 128, 128);
+        let black = pcm(&[16; 16], 128, 128);
+        let white = pcm(&[235; 16], 128, 128);
+        for mb in [&grey, &black, &black] {
+            want.extend(bits("000011010 0000000")); // I_PCM + pcm_alignment_zero_bits
+            want.extend(mb);
+        }
+        want.push(0x80); // rbsp_trailing_bits
+        assert_eq!(&buf[..n], want.as_slice());
+
+        let (n, key) = p.next_frame(&mut buf).unwrap();
+        assert!(!key);
+        let mut want = vec![0, 0, 0, 1, 0x09, 0x30]; // AUD, primary_pic_type 1 (I, P)
+        want.extend([0, 0, 0, 1, 0x41]); // non-IDR slice, nal_ref_idc 2
+        // first_mb 1, slice_type ue(5) 00110, pps_id 1, frame_num 0001,
+        // num_ref_idx_active_override 0, ref_pic_list_modification_l0 0,
+        // adaptive_ref_pic_marking 0, slice_qp_delta 1, disable_deblocking 010,
+        // MB 0: mb_skip_run ue(0) 1, mb_type ue(30) 000011111, align 0000
+        want.extend(bits("1 00110 1 0001 0 0 0 1 010 1 000011111 0000"));
+        want.extend(&grey); // the box left MB (0,0)
+        want.extend(bits("1 000011111 000000")); // MB 1: no skip, I_PCM
+        want.extend(red_box_mb());
+        want.extend(bits("010 000011111 0000")); // skip MB 2 (MSB still 0), MB 3 I_PCM
+        want.extend(&white); // LSB set
+        want.push(0x80);
+        assert_eq!(&buf[..n], want.as_slice());
+
+        // GOP of 2: frame 2 is an IDR again, with the other idr_pic_id (ue(1) = 010).
+        let (n, key) = p.next_frame(&mut buf).unwrap();
+        assert!(key);
+        let slice = 6 + 4 + p.sps().len() + 4 + p.pps().len() + 5;
+        assert_eq!(&buf[slice..slice + 3], bits("1 0001000 1 0000 010 0 0 1 010 00"));
+        assert!(n <= p.max_frame_len());
+    }
+
+    /// Flat MBs: I_16x16_2_0_0 ue(3) = 00100, chroma DC ue(0) = 1, mb_qp_delta se(0) = 1, then
+    /// coeff_token for TotalCoeff 0 by nC (0 -> "1", PCM neighbours -> 8 or 16 -> "000011").
+    #[test]
+    fn idr_flat_macroblocks_use_nc_dependent_coeff_token() {
+        // 64x64: 4x4 MBs, box 1x1 at (0,1), counter bits in row 3. Row 0 is all flat grey.
+        let mut p = TestPattern::new(64, 64, 30, 30).unwrap();
+        assert_eq!(p.layout.box_mbs, 1);
+        assert_eq!(p.layout.box_y_mbs, 1);
+        let mut buf = vec![0u8; p.max_frame_len()];
+        let (n, _) = p.next_frame(&mut buf).unwrap();
+        let slice = 6 + 4 + p.sps().len() + 4 + p.pps().len() + 5;
+        // Header (20 bits, as in the 32x32 test), then row 0: MB (0,0) has no neighbours: nC 0;
+        // MBs (1..3,0) have a flat left neighbour: nC 0. Then MB (0,1) is the box: I_PCM.
+        let want = bits(
+            "1 0001000 1 0000 1 0 0 1 010 00100 1 1 1 00100 1 1 1 00100 1 1 1 00100 1 1 1 \
+             000011010 000",
+        );
+        assert_eq!(&buf[slice..slice + want.len()], want.as_slice());
+        // Row 1 after the box: (1,1) is a grey guard (I_PCM); (2,1) has a PCM left neighbour
+        // (16) and a flat top one (0): nC = (16 + 0 + 1) >> 1 = 8 -> 000011.
+        let after_box = slice + want.len() + PCM_SAMPLE_BYTES;
+        let want = bits("000011010 0000000");
+        assert_eq!(&buf[after_box..after_box + 2], want.as_slice());
+        let after_guard = after_box + 2 + PCM_SAMPLE_BYTES;
+        // (2,1): 00100 1 1 000011, (3,1): left flat, top flat: 00100 1 1 1, then row 2: (0,2)
+        // is below the box -> guard: 000011010 + align.
+        let want = bits("00100 1 1 000011 00100 1 1 1 000011010 00");
+        assert_eq!(&buf[after_guard..after_guard + want.len()], want.as_slice());
+        assert!(n <= p.max_frame_len());
+    }
+
+    #[test]
+    fn frames_stay_within_max_frame_len() {
+        for (w, h, gop) in [(32, 32, 1), (64, 48, 7), (320, 240, 30), (1280, 720, 60)] {
+            let mut p = TestPattern::new(w, h, 30, gop).unwrap();
+            let mut buf = vec![0u8; p.max_frame_len()];
+            for i in 0..300u32 {
+                let (n, key) = p.next_frame(&mut buf).unwrap();
+                assert_eq!(key, i % gop == 0, "{w}x{h} frame {i}");
+                assert!(n <= p.max_frame_len(), "{w}x{h} frame {i}: {n} bytes");
+            }
+        }
+    }
+
+    #[test]
+    fn small_buffer_is_an_error_and_does_not_advance() {
+        let mut p = TestPattern::new(320, 240, 30, 30).unwrap();
+        let mut fresh = TestPattern::new(320, 240, 30, 30).unwrap();
+        let mut small = [0u8; 100];
+        assert_eq!(p.next_frame(&mut small), Err(TestSrcError::BufferTooSmall));
+        let mut a = vec![0u8; p.max_frame_len()];
+        let mut b = vec![0u8; p.max_frame_len()];
+        let (na, _) = p.next_frame(&mut a).unwrap();
+        let (nb, _) = fresh.next_frame(&mut b).unwrap();
+        assert_eq!(a[..na], b[..nb]);
+    }
+
+    #[test]
+    fn rejects_bad_parameters() {
+        assert_eq!(TestPattern::new(1270, 720, 30, 30).err(), Some(TestSrcError::BadDimensions));
+        assert_eq!(TestPattern::new(16, 720, 30, 30).err(), Some(TestSrcError::BadDimensions));
+        assert_eq!(TestPattern::new(1280, 720, 0, 30).err(), Some(TestSrcError::BadFrameRate));
+        assert_eq!(TestPattern::new(1280, 720, 30, 0).err(), Some(TestSrcError::BadGop));
+        assert_eq!(TestPattern::new(8192, 8192, 30, 30).err(), Some(TestSrcError::NoLevel));
+        assert_eq!(TestPattern::new(1920, 1088, 30, 30).unwrap().level_idc(), 40);
+        assert_eq!(TestTone::new(44_000, 2).err(), Some(TestSrcError::BadSampleRate));
+        assert_eq!(TestTone::new(48_000, 3).err(), Some(TestSrcError::BadChannels));
+        assert_eq!(TestTone::new(48_000, 0).err(), Some(TestSrcError::BadChannels));
+    }
+
+    /// ADTS header for 48 kHz mono, 11 bytes: syncword FFF, ID 0, layer 00, protection_absent
+    /// 1 | profile 01 (LC), sf_index 0011, private 0, channel_configuration 001, original 0,
+    /// home 0, copyright bits 0 0, aac_frame_length 11 (13 bits), buffer_fullness 0x7FF,
+    /// one raw_data_block (00).
+    const ADTS_48K_MONO_11: [u8; 7] = [0xff, 0xf1, 0x4c, 0x40, 0x01, 0x7f, 0xfc];
+
+    #[test]
+    fn silent_mono_frame_bytes() {
+        let mut t = TestTone::new(48_000, 1).unwrap();
+        let mut buf = [0u8; 64];
+        // Frame 0 starts a second: the beep. Skip to frame 6 (6 * 1024 >= 48000 / 8).
+        for _ in 0..6 {
+            t.next_frame(&mut buf).unwrap();
+        }
+        let n = t.next_frame(&mut buf).unwrap();
+        let mut want = ADTS_48K_MONO_11.to_vec();
+        // SCE 000, tag 0000, global_gain 188, ics_reserved 0, ONLY_LONG 00, sine 0, max_sfb 0,
+        // predictor 0, pulse 0, tns 0, gain_control 0, END 111.
+        want.extend(bits("000 0000 10111100 0 00 0 000000 0 0 0 0 111"));
+        assert_eq!(&buf[..n], want.as_slice());
+    }
+
+    #[test]
+    fn beep_mono_frame_bytes() {
+        let mut t = TestTone::new(48_000, 1).unwrap();
+        // Beep bin 42 = 2 * round(1000 * 1024 / 48000): 984.375 Hz, in band 10 (bins 40..48).
+        assert_eq!((t.tone_bin, t.tone_sfb, t.tone_sfb_start, t.tone_sfb_width), (42, 10, 40, 8));
+        let mut buf = [0u8; 64];
+        let n = t.next_frame(&mut buf).unwrap();
+        let raw = bits(
+            "000 0000 10111100 0 00 0 001011 0 \
+             0000 01010 0001 00001 0 000 10110 0 111 0000000",
+        );
+        // SCE, tag, global_gain 188, ics_info with max_sfb 11; sections: ZERO_HCB x 10 bands,
+        // codebook 1 x 1 band; scalefactor diff 0 = "0"; no pulse/tns/gain; spectral: quad
+        // 40..43 = (0,0,+1,0) = index 43 = 10110, quad 44..47 = zero = 0; END; align.
+        // ADTS header as for the silent frame but aac_frame_length 15: 0000000001111.
+        let mut want = vec![0xff, 0xf1, 0x4c, 0x40, 0x01, 0xff, 0xfc];
+        assert_eq!(7 + raw.len(), 15);
+        want.extend(raw);
+        assert_eq!(&buf[..n], want.as_slice());
+    }
+
+    #[test]
+    fn tone_frames_stay_within_max_frame_len() {
+        for rate in AAC_SAMPLE_RATES {
+            for ch in [1, 2] {
+                let mut t = TestTone::new(rate, ch).unwrap();
+                let mut buf = [0u8; TONE_MAX_FRAME_LEN];
+                for _ in 0..100 {
+                    let n = t.next_frame(&mut buf).unwrap();
+                    assert!(n <= t.max_frame_len());
+                }
+                assert!(t.next_frame(&mut buf[..9]).is_err());
+            }
+        }
+    }
+}
