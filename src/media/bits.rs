@@ -300,7 +300,7 @@ pub(crate) mod test_support {
             let i = (rng.next() % dst.len() as u64) as usize;
             let x = rng.next();
             if x.is_multiple_of(2) {
-                dst[i] ^= 1 << (x >> 8) % 8;
+                dst[i] ^= 1 << ((x >> 8) % 8);
             } else {
                 dst[i] = (x >> 16) as u8;
             }
