@@ -287,6 +287,30 @@ pub(crate) mod test_support {
         }
     }
 
+    /// Copies `src` into `dst` with 1..=4 random bit flips or byte replacements and, one time
+    /// in four, a random truncation: mutations of real parameter sets reach the deep parser
+    /// paths (VUI, RPS, scaling lists) that uniform random bytes rarely do.
+    pub(crate) fn mutate(rng: &mut XorShift, src: &[u8], dst: &mut Vec<u8>) {
+        dst.clear();
+        dst.extend_from_slice(src);
+        if dst.is_empty() {
+            return;
+        }
+        for _ in 0..=(rng.next() % 4) {
+            let i = (rng.next() % dst.len() as u64) as usize;
+            let x = rng.next();
+            if x.is_multiple_of(2) {
+                dst[i] ^= 1 << ((x >> 8) % 8);
+            } else {
+                dst[i] = (x >> 16) as u8;
+            }
+        }
+        if rng.next().is_multiple_of(4) {
+            let keep = (rng.next() % dst.len() as u64) as usize;
+            dst.truncate(keep.max(1));
+        }
+    }
+
     /// Inserts emulation-prevention bytes (H.264 §7.4.1).
     pub(crate) fn escape(rbsp: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(rbsp.len() + 8);

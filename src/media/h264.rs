@@ -391,7 +391,7 @@ pub(crate) fn reduce_rate(num: u64, den: u64) -> Option<(u32, u32)> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::bits::test_support::{annexb_nals, BitWriter, XorShift};
+    use super::super::bits::test_support::{annexb_nals, mutate, BitWriter, XorShift};
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {
@@ -731,5 +731,28 @@ mod tests {
             }
             let _ = first_mb_in_slice(&buf[..len]);
         }
+        // Mutated real and hand-built SPSes: whatever still parses obeys the invariants.
+        let mut ok = 0;
+        let mut nal = Vec::new();
+        for name in [
+            "x264_baseline_320x240_25fps_2slices.h264",
+            "x264_high_1920x1080_2997_interlaced.h264",
+            "x264_high444_640x360_30fps_cqmjvt.h264",
+            "handbuilt_h264_high10_scaling_lists_420_sps.h264",
+            "handbuilt_h264_high10_scaling_lists_444_sps.h264",
+        ] {
+            let stream = fixture(name);
+            let sps = first_sps(&stream);
+            for _ in 0..5_000 {
+                mutate(&mut rng, sps, &mut nal);
+                if let Ok(info) = parse_sps(&nal) {
+                    ok += 1;
+                    assert!(info.width > 0 && info.width <= 16 * MAX_DIM_MBS);
+                    assert!(info.height > 0 && info.height <= 32 * MAX_DIM_MBS);
+                    assert_eq!(info.codec_string().len(), 11);
+                }
+            }
+        }
+        assert!(ok > 1_000, "mutations should often still parse ({ok})");
     }
 }

@@ -611,7 +611,7 @@ fn vui_fps(r: &mut BitReader<'_>) -> Result<Option<(u32, u32)>, H265Error> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::bits::test_support::{annexb_nals, BitWriter, XorShift};
+    use super::super::bits::test_support::{annexb_nals, mutate, BitWriter, XorShift};
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {
@@ -1005,5 +1005,27 @@ mod tests {
             let _ = parse_sps(&buf[..len]);
             let _ = first_slice_segment_in_pic_flag(&buf[..len]);
         }
+        // Mutated real and hand-built SPSes: whatever still parses obeys the invariants.
+        let mut ok = 0;
+        let mut nal = Vec::new();
+        for name in [
+            "x265_main_1920x1080_25fps.h265",
+            "x265_main10_426x240_30fps.h265",
+            "handbuilt_h265_sps_4sublayers_rps_scaling_420.h265",
+            "handbuilt_h265_sps_4sublayers_rps_scaling_444.h265",
+        ] {
+            let stream = fixture(name);
+            let sps = first_of_type(&stream, nal::SPS);
+            for _ in 0..5_000 {
+                mutate(&mut rng, sps, &mut nal);
+                if let Ok(info) = parse_sps(&nal) {
+                    ok += 1;
+                    assert!(info.width > 0 && info.width <= MAX_DIM_SAMPLES);
+                    assert!(info.height > 0 && info.height <= MAX_DIM_SAMPLES);
+                    assert!(info.codec_string().len() <= 40);
+                }
+            }
+        }
+        assert!(ok > 1_000, "mutations should often still parse ({ok})");
     }
 }
