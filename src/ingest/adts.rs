@@ -65,7 +65,7 @@ impl AdtsSplitter {
             }
             match AdtsHeader::parse(avail) {
                 Ok(h) => {
-                    let frame_len = h.frame_len as usize;
+                    let frame_len = h.frame_len_bytes as usize;
                     if avail.len() < frame_len {
                         break;
                     }
@@ -73,7 +73,7 @@ impl AdtsSplitter {
                         self.stats.multi_block_frames += 1;
                     } else {
                         self.stats.frames += 1;
-                        emit(h.to_audio_params(), &avail[h.header_len as usize..frame_len]);
+                        emit(h.to_audio_params(), &avail[h.header_len_bytes()..frame_len]);
                     }
                     start += frame_len;
                 }
@@ -128,7 +128,11 @@ mod tests {
                     out.push(f.to_vec())
                 });
             }
-            assert_eq!(out, vec![vec![1, 2, 3], vec![4; 300], vec![5]], "chunk {chunk}");
+            assert_eq!(
+                out,
+                vec![vec![1, 2, 3], vec![4; 300], vec![5]],
+                "chunk {chunk}"
+            );
             assert_eq!(s.stats().garbage_bytes, 3);
         }
     }
@@ -144,7 +148,11 @@ mod tests {
             x ^= x << 17;
             let n = (x % 300) as usize;
             for (i, b) in buf[..n].iter_mut().enumerate() {
-                *b = if i % 5 == 0 { 0xff } else { (x >> (i % 56)) as u8 };
+                *b = if i % 5 == 0 {
+                    0xff
+                } else {
+                    (x >> (i % 56)) as u8
+                };
             }
             s.push(&buf[..n], &mut |_, f| assert!(f.len() < MAX_FRAME));
         }

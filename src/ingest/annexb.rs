@@ -26,6 +26,10 @@ pub struct AccessUnit<'a> {
     pub keyframe: bool,
     /// The parameter sets differ from the previous AU's (first AU included).
     pub params_changed: bool,
+    /// The current VPS (H.265 only, else empty), SPS and PPS, without start codes.
+    pub vps: &'a [u8],
+    pub sps: &'a [u8],
+    pub pps: &'a [u8],
 }
 
 /// Counters for logs and metrics.
@@ -256,6 +260,20 @@ impl AnnexBAssembler {
         }
     }
 
+    /// The source restarted: drop the partial NAL and AU. Parameter sets stay cached.
+    pub fn reset_partial(&mut self) {
+        self.nal_len = 0;
+        self.nal_overflow = false;
+        self.in_nal = false;
+        self.pending_zeros = 0;
+        self.au_len = 0;
+        self.au_overflow = false;
+        self.au_has_vcl = false;
+        self.au_key = false;
+        self.au_has = [false; 3];
+        self.expect_start_code = false;
+    }
+
     fn flush_zeros(&mut self) {
         const ZEROS: [u8; 16] = [0; 16];
         while self.pending_zeros > 0 {
@@ -390,10 +408,14 @@ impl AnnexBAssembler {
             }
             self.seen_keyframe = true;
             self.stats.access_units += 1;
+            let params_changed = std::mem::take(&mut self.params_changed);
             emit(AccessUnit {
                 data: &self.au[..len + missing],
                 keyframe: true,
-                params_changed: std::mem::take(&mut self.params_changed),
+                params_changed,
+                vps: self.params[0].get(),
+                sps: self.params[1].get(),
+                pps: self.params[2].get(),
             });
             return;
         }
@@ -402,10 +424,14 @@ impl AnnexBAssembler {
             return;
         }
         self.stats.access_units += 1;
+        let params_changed = std::mem::take(&mut self.params_changed);
         emit(AccessUnit {
             data: &self.au[..len],
             keyframe: false,
-            params_changed: std::mem::take(&mut self.params_changed),
+            params_changed,
+            vps: self.params[0].get(),
+            sps: self.params[1].get(),
+            pps: self.params[2].get(),
         });
     }
 }
