@@ -611,8 +611,12 @@ mod tests {
         let base = 0;
         for i in 0..31u64 {
             let t = base + i * 9000;
-            h.push_video(&vmeta(t, i % 10 == 0), &AU, T0_MS + 10_000 + t / 90)
-                .unwrap();
+            h.push_video(
+                &vmeta(t, i.is_multiple_of(10)),
+                &AU,
+                T0_MS + 10_000 + t / 90,
+            )
+            .unwrap();
         }
         assert!(h.render_media_playlist(&mut pl));
         // seg2 = frame 45 of the old run, closed at the discontinuity (last + one frame);
@@ -627,8 +631,12 @@ mod tests {
         );
         // One more segment: the discontinuity tag slides out -> DISCONTINUITY-SEQUENCE 1.
         for i in 31..41u64 {
-            h.push_video(&vmeta(i * 9000, i % 10 == 0), &AU, T0_MS + 10_000 + i * 100)
-                .unwrap();
+            h.push_video(
+                &vmeta(i * 9000, i.is_multiple_of(10)),
+                &AU,
+                T0_MS + 10_000 + i * 100,
+            )
+            .unwrap();
         }
         assert!(h.render_media_playlist(&mut pl));
         assert_eq!(
