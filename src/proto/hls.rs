@@ -16,7 +16,7 @@
 use core::fmt::Write;
 use std::collections::VecDeque;
 
-use super::ts::{to_90k, TsError, TsMuxer, TS_PACKET_LEN};
+use super::ts::{TsError, TsMuxer, TS_PACKET_LEN};
 use crate::media::{AudioParams, Codec, FrameMeta};
 
 const CLOCK_90K: u64 = 90_000;
@@ -78,6 +78,8 @@ pub struct HlsStats {
     pub target_duration_exceeded: u64,
     /// Frames before the first keyframe (or after a drop) that no segment could take.
     pub frames_waiting_for_keyframe: u64,
+    /// Decode timestamps that went backwards (treated as a discontinuity).
+    pub timestamp_jumps: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -276,6 +278,7 @@ impl HlsSegmenter {
             return Err(HlsError::Mux(TsError::NoSuchTrack));
         }
         let t = meta.dts;
+        self.check_backwards(t);
         if meta.keyframe && self.should_cut(t) {
             self.cut(t, wall_clock_ms);
         }
@@ -302,7 +305,9 @@ impl HlsSegmenter {
             return Err(HlsError::Mux(TsError::NoSuchTrack));
         };
         if self.video.is_none() {
-            let t = to_90k(meta.pts, params.sample_rate);
+            // Unwrapped (not 33-bit) 90 kHz time: segment arithmetic must survive the TS wrap.
+            let t = (u128::from(meta.pts) * 90_000 / u128::from(params.sample_rate.max(1))) as u64;
+            self.check_backwards(t);
             if self.should_cut(t) {
                 self.cut(t, wall_clock_ms);
             }
@@ -330,6 +335,14 @@ impl HlsSegmenter {
             return Err(HlsError::SegmentTooLarge);
         }
         r.map(|_| ()).map_err(HlsError::Mux)
+    }
+
+    /// Decode time going backwards means the source restarted without telling us.
+    fn check_backwards(&mut self, t: u64) {
+        if self.last_90k.is_some_and(|last| t < last) {
+            self.stats.timestamp_jumps = self.stats.timestamp_jumps.saturating_add(1);
+            self.discontinuity();
+        }
     }
 
     fn note_time(&mut self, t: u64) {
@@ -754,6 +767,63 @@ mod tests {
             "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:5\n\
              #EXT-X-DISCONTINUITY\n#EXT-X-PROGRAM-DATE-TIME:2025-01-01T00:00:00.000Z\n#EXTINF:0.100,\nseg5.ts\n"
         );
+    }
+
+    #[test]
+    fn backwards_timestamps_are_a_discontinuity() {
+        let cfg = HlsConfig {
+            window_segments: 3,
+            max_segments: 7,
+            ..HlsConfig::default()
+        };
+        let mut h = HlsSegmenter::new(cfg, Some(Codec::H264), None).unwrap();
+        // 20 frames from t = 100 s, then the camera restarts at t = 0 without notice.
+        for i in 0..20u64 {
+            let t = 9_000_000 + i * 9000;
+            h.push_video(&vmeta(t, i.is_multiple_of(10)), &AU, T0_MS + i * 100)
+                .unwrap();
+        }
+        for i in 0..11u64 {
+            let t = i * 9000;
+            h.push_video(&vmeta(t, i.is_multiple_of(10)), &AU, T0_MS + 2000 + i * 100)
+                .unwrap();
+        }
+        assert_eq!(h.stats().timestamp_jumps, 1);
+        let mut pl = String::new();
+        assert!(h.render_media_playlist(&mut pl));
+        assert_eq!(
+            pl,
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:0\n\
+             #EXT-X-PROGRAM-DATE-TIME:2025-01-01T00:00:00.000Z\n#EXTINF:1.000,\nseg0.ts\n\
+             #EXT-X-PROGRAM-DATE-TIME:2025-01-01T00:00:01.000Z\n#EXTINF:1.000,\nseg1.ts\n\
+             #EXT-X-DISCONTINUITY\n\
+             #EXT-X-PROGRAM-DATE-TIME:2025-01-01T00:00:02.000Z\n#EXTINF:1.000,\nseg2.ts\n"
+        );
+    }
+
+    #[test]
+    fn audio_only_cuts_across_the_33_bit_wrap() {
+        let p = AudioParams {
+            object_type: 2,
+            sample_rate_index: 3,
+            sample_rate: 48_000,
+            channels: 2,
+        };
+        let mut h = HlsSegmenter::new(HlsConfig::default(), None, Some(p)).unwrap();
+        // Start 0.5 s before 2^33 ticks of 90 kHz (26.5 h), run 3 s.
+        let start = ((1u64 << 33) - 45_000) * 48_000 / 90_000;
+        for k in 0..141u64 {
+            let s = start + k * 1024;
+            let m = FrameMeta {
+                track: Track::Audio,
+                pts: s,
+                dts: s,
+                keyframe: true,
+            };
+            h.push_audio(&m, &[0x21; 20], T0_MS).unwrap();
+        }
+        assert_eq!(h.listed().collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(h.stats().timestamp_jumps, 0);
     }
 
     #[test]
