@@ -19,75 +19,104 @@ fn tool(name: &str, args: &[&str]) -> std::process::Output {
         .unwrap_or_else(|e| panic!("`{name}` is needed for this test and could not run ({e}); install it (ffmpeg / tstools)"))
 }
 
-fn temp_dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("rillcast-hls-ffmpeg-{}", std::process::id()));
+fn temp_dir(case: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("rillcast-hls-ffmpeg-{case}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
 
-fn ffmpeg_make(dir: &Path) -> (Vec<u8>, Vec<u8>) {
-    let h264 = dir.join("in.h264");
-    let aac = dir.join("in.aac");
-    let out = tool(
-        "ffmpeg",
-        &[
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=160x120:rate=10",
-            "-t",
-            "3",
-            "-c:v",
-            "libx264",
-            "-bf",
-            "0",
-            "-g",
-            "10",
-            "-x264-params",
-            "aud=1",
-            "-f",
-            "h264",
-            h264.to_str().unwrap(),
-        ],
-    );
+fn ffmpeg(args: &[&str]) {
+    let out = tool("ffmpeg", args);
     assert!(
         out.status.success(),
-        "ffmpeg h264: {}",
+        "ffmpeg {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = tool(
-        "ffmpeg",
-        &[
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=sample_rate=48000",
-            "-t",
-            "3",
-            "-c:a",
-            "aac",
-            "-f",
-            "adts",
-            aac.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "ffmpeg aac: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (std::fs::read(h264).unwrap(), std::fs::read(aac).unwrap())
 }
 
-/// Annex B -> access units in ring format (4-byte lengths), split at AUD (x264 `aud=1`), AUD
+/// 3 s of 10 fps video, one keyframe per second, no B-frames, AUD before every access unit.
+fn ffmpeg_video(dir: &Path, codec: Codec) -> Vec<u8> {
+    let path = dir.join("in.es");
+    let p = path.to_str().unwrap();
+    let src = [
+        "-v",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=160x120:rate=10",
+        "-t",
+        "3",
+    ];
+    match codec {
+        Codec::H265 => ffmpeg(
+            &[
+                &src[..],
+                &[
+                    "-c:v",
+                    "libx265",
+                    "-bf",
+                    "0",
+                    "-g",
+                    "10",
+                    "-x265-params",
+                    "aud=1:log-level=error",
+                    "-f",
+                    "hevc",
+                    p,
+                ],
+            ]
+            .concat(),
+        ),
+        _ => ffmpeg(
+            &[
+                &src[..],
+                &[
+                    "-c:v",
+                    "libx264",
+                    "-bf",
+                    "0",
+                    "-g",
+                    "10",
+                    "-x264-params",
+                    "aud=1",
+                    "-f",
+                    "h264",
+                    p,
+                ],
+            ]
+            .concat(),
+        ),
+    }
+    std::fs::read(path).unwrap()
+}
+
+/// 3 s of a 48 kHz sine as AAC in ADTS.
+fn ffmpeg_aac(dir: &Path) -> Vec<u8> {
+    let path = dir.join("in.aac");
+    ffmpeg(&[
+        "-v",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=sample_rate=48000",
+        "-t",
+        "3",
+        "-c:a",
+        "aac",
+        "-f",
+        "adts",
+        path.to_str().unwrap(),
+    ]);
+    std::fs::read(path).unwrap()
+}
+
+/// Annex B -> access units in ring format (4-byte lengths), split at AUD (x264/x265 `aud=1`), AUD
 /// dropped (the muxer writes its own). Returns (au, keyframe).
-fn annexb_to_frames(es: &[u8]) -> Vec<(Vec<u8>, bool)> {
+fn annexb_to_frames(es: &[u8], codec: Codec) -> Vec<(Vec<u8>, bool)> {
     let mut nals = Vec::new();
     let mut i = 0;
     let mut start = None;
@@ -111,15 +140,21 @@ fn annexb_to_frames(es: &[u8]) -> Vec<(Vec<u8>, bool)> {
     }
     let mut frames: Vec<(Vec<u8>, bool)> = Vec::new();
     for nal in nals {
-        let t = nal[0] & 0x1f;
-        if t == 9 {
+        let (t, aud, is_key) = match codec {
+            Codec::H265 => {
+                let t = (nal[0] >> 1) & 0x3f;
+                (t, 35, (16..=23).contains(&t))
+            }
+            _ => (nal[0] & 0x1f, 9, nal[0] & 0x1f == 5),
+        };
+        if t == aud {
             frames.push((Vec::new(), false));
             continue;
         }
         let f = frames.last_mut().expect("stream starts with an AUD");
         f.0.extend_from_slice(&(nal.len() as u32).to_be_bytes());
         f.0.extend_from_slice(nal);
-        f.1 |= t == 5;
+        f.1 |= is_key;
     }
     frames
 }
@@ -147,15 +182,26 @@ fn adts_to_frames(es: &[u8]) -> (AudioParams, Vec<Vec<u8>>) {
     (params.unwrap(), frames)
 }
 
-#[test]
-fn segments_decode_with_ffmpeg_and_probe_clean() {
-    let dir = temp_dir();
-    let (h264, aac) = ffmpeg_make(&dir);
-    let video = annexb_to_frames(&h264);
-    let (params, audio) = adts_to_frames(&aac);
-    assert_eq!(video.len(), 30);
-    assert!(video[0].1 && video[10].1 && !video[1].1);
-    assert_eq!(params.sample_rate, 48_000);
+/// Segments 3 s of ffmpeg output, checks the two complete segments and their concatenation
+/// with ffprobe, ffmpeg and tsinfo.
+fn run_case(case: &str, video_codec: Option<Codec>, with_audio: bool) {
+    let dir = temp_dir(case);
+    let video = video_codec
+        .map(|c| annexb_to_frames(&ffmpeg_video(&dir, c), c))
+        .unwrap_or_default();
+    let (params, audio) = if with_audio {
+        let (p, f) = adts_to_frames(&ffmpeg_aac(&dir));
+        (Some(p), f)
+    } else {
+        (None, Vec::new())
+    };
+    if video_codec.is_some() {
+        assert_eq!(video.len(), 30);
+        assert!(video[0].1 && video[10].1 && !video[1].1);
+    }
+    if let Some(p) = params {
+        assert_eq!(p.sample_rate, 48_000);
+    }
 
     let cfg = HlsConfig {
         window_segments: 3,
@@ -163,12 +209,11 @@ fn segments_decode_with_ffmpeg_and_probe_clean() {
         arena_len_bytes: 1 << 20,
         ..HlsConfig::default()
     };
-    let mut h = HlsSegmenter::new(cfg, Some(Codec::H264), Some(params)).unwrap();
+    let mut h = HlsSegmenter::new(cfg, video_codec, params).unwrap();
     // Offset the clock so PTS don't start at 0 (as a camera's wouldn't).
     let base_90k = 900_000u64;
     let mut a = 0usize;
-    for (i, (au, key)) in video.iter().enumerate() {
-        let t = base_90k + i as u64 * 9000;
+    let mut push_audio_until = |h: &mut HlsSegmenter, t: u64| {
         while a < audio.len() && base_90k + a as u64 * 1920 <= t {
             let s = base_90k * 48_000 / 90_000 + a as u64 * 1024;
             let m = FrameMeta {
@@ -177,9 +222,13 @@ fn segments_decode_with_ffmpeg_and_probe_clean() {
                 dts: s,
                 keyframe: true,
             };
-            h.push_audio(&m, &audio[a], T0_MS + t / 90).unwrap();
+            h.push_audio(&m, &audio[a], T0_MS + s / 48).unwrap();
             a += 1;
         }
+    };
+    for (i, (au, key)) in video.iter().enumerate() {
+        let t = base_90k + i as u64 * 9000;
+        push_audio_until(&mut h, t);
         let m = FrameMeta {
             track: Track::Video,
             pts: t,
@@ -188,13 +237,20 @@ fn segments_decode_with_ffmpeg_and_probe_clean() {
         };
         h.push_video(&m, au, T0_MS + t / 90).unwrap();
     }
+    if video_codec.is_none() {
+        push_audio_until(&mut h, u64::MAX);
+    }
     let listed: Vec<u64> = h.listed().collect();
-    assert_eq!(listed, [0, 1]);
+    // The AAC encoder's priming and padding make audio-only a little longer than 3 s.
+    assert!(
+        listed.starts_with(&[0, 1]) && listed.len() <= 3,
+        "{case}: {listed:?}"
+    );
 
     // Write each complete segment and their concatenation.
     let mut all = Vec::new();
     let mut files = Vec::new();
-    for seq in listed {
+    for seq in [0, 1] {
         let len = h.segment_len(seq).unwrap();
         let mut seg = vec![0u8; len];
         let mut off = 0;
@@ -222,12 +278,16 @@ fn segments_decode_with_ffmpeg_and_probe_clean() {
         }
     }
     let mut d = TsDemuxer::new(1 << 20);
-    let mut n_pes = 0;
-    d.push(&all, &mut |_| n_pes += 1);
-    d.flush(&mut |_| n_pes += 1);
+    d.push(&all, &mut |_| {});
+    d.flush(&mut |_| {});
     assert_eq!(d.stats().cc_errors, 0);
     assert_eq!(d.stats().psi_errors, 0);
 
+    let (v_idx, a_idx) = match (video_codec.is_some(), with_audio) {
+        (true, true) => (Some(0), Some(1)),
+        (true, false) => (Some(0), None),
+        _ => (None, Some(0)),
+    };
     for f in files.iter().chain([&all_path]) {
         let fs = f.to_str().unwrap();
         // ffprobe: every packet, no corrupt flag, PTS strictly increasing per stream.
@@ -263,10 +323,12 @@ fn segments_decode_with_ffmpeg_and_probe_clean() {
             last[idx] = Some(pts);
             count[idx] += 1;
         }
-        assert!(
-            count[0] >= 10 && count[1] >= 40,
-            "{fs}: packets per stream {count:?}"
-        );
+        if let Some(v) = v_idx {
+            assert!(count[v] >= 10, "{fs}: video packets {count:?}");
+        }
+        if let Some(a) = a_idx {
+            assert!(count[a] >= 40, "{fs}: audio packets {count:?}");
+        }
 
         // ffmpeg decodes it without a word at -v error.
         let out = tool("ffmpeg", &["-v", "error", "-i", fs, "-f", "null", "-"]);
@@ -286,21 +348,38 @@ fn segments_decode_with_ffmpeg_and_probe_clean() {
             text.contains("Packet 2 is PMT with PID 1000 (4096)"),
             "{text}"
         );
-        assert!(text.contains("PCR PID 0100 (256)"), "{text}");
-        assert!(text.contains("Stream type 1b ( 27) H.264"), "{text}");
-        assert!(
-            text.contains("Stream type 0f ( 15) 13818-7 Audio with ADTS"),
+        let pcr = if video_codec.is_some() {
+            "PCR PID 0100 (256)"
+        } else {
+            "PCR PID 0101 (257)"
+        };
+        assert!(text.contains(pcr), "{text}");
+        match video_codec {
+            Some(Codec::H265) => assert!(
+                text.contains("PID 0100 ( 256) -> Stream type 24 ( 36)"),
+                "{text}"
+            ),
+            Some(_) => assert!(
+                text.contains("PID 0100 ( 256) -> Stream type 1b ( 27) H.264"),
+                "{text}"
+            ),
+            None => {}
+        }
+        assert_eq!(
+            text.contains("PID 0101 ( 257) -> Stream type 0f ( 15) 13818-7 Audio with ADTS"),
+            with_audio,
             "{text}"
         );
     }
-    // First segment's first video PES: ffprobe shows the offset PTS and the keyframe flag.
+    // First segment's first packet of the driving stream: offset PTS, keyframe flag.
+    let sel = if video_codec.is_some() { "v" } else { "a" };
     let out = tool(
         "ffprobe",
         &[
             "-v",
             "error",
             "-select_streams",
-            "v",
+            sel,
             "-show_entries",
             "packet=pts,flags",
             "-of",
@@ -311,4 +390,19 @@ fn segments_decode_with_ffmpeg_and_probe_clean() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("900000,K"), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn h264_aac_segments_decode_and_probe_clean() {
+    run_case("h264-aac", Some(Codec::H264), true);
+}
+
+#[test]
+fn h265_video_only_segments_decode_and_probe_clean() {
+    run_case("h265", Some(Codec::H265), false);
+}
+
+#[test]
+fn aac_audio_only_segments_decode_and_probe_clean() {
+    run_case("aac", None, true);
 }
