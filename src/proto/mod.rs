@@ -1,4 +1,8 @@
-//! Protocol cores: sans-IO, no sockets, no clock reads.
+//! Protocol cores: sans-IO, no sockets, no clock reads. Each takes bytes and `now` and writes
+//! into buffers the caller hands it.
 
+pub mod hls;
 pub mod rtp;
 pub mod sdp;
+pub mod ts;
+pub mod ts_demux;
