@@ -1,0 +1,856 @@
+//! The RTSP server shell: sockets and tasks around the sans-IO cores.
+//!
+//! Owns: the listener, one task per TCP connection (read requests, answer them through
+//! [`RtspConn`], wait for the socket when a TCP viewer is blocked), the two shared UDP sockets,
+//! and [`RtspViewer`] — a hub [`Consumer`] that moves the packets an [`RtpSender`] produces into
+//! a socket. Per frame, nothing here allocates and no task is woken: the hub calls
+//! [`Consumer::on_frame`] synchronously, and a viewer writes without blocking. Only a TCP
+//! viewer whose socket is full wakes its own connection task, which waits for the socket to
+//! drain; meanwhile the ring holds its frames and the lag policy bounds how far it may fall.
+//!
+//! Housekeeping runs once a second for the whole server: UDP sessions without keep-alive and
+//! TCP viewers stalled past `stall_timeout_ms` are closed there, each with one log line.
+
+use crate::config::{AuthConfig, RtspConfig};
+use crate::ingest::source::Epoch;
+use crate::media::budget::{RTSP_READ_BUFFER_BYTES, VIEWER_TCP_BUFFER_BYTES};
+use crate::media::fanout::{Consumer, StreamHub, StreamView};
+use crate::media::ring::Lookup;
+use crate::media::{Codec, Track, VIDEO_CLOCK_HZ};
+use crate::proto::rtp::rtcp::{ntp_from_unix, parse_compound};
+use crate::proto::rtp::sender::{Outgoing, RtpSender, SenderTrack};
+use crate::proto::rtp::{RtpPacketizer, RtpTrackState, AUDIO_PAYLOAD_TYPE, VIDEO_PAYLOAD_TYPE};
+use crate::proto::rtsp::auth::Credentials;
+use crate::proto::rtsp::request::{self, Parsed};
+use crate::proto::rtsp::session::{RtspConn, SessionEvent, StreamCatalog, TrackTransport};
+use crate::proto::sdp::{write_describe, SdpSession};
+use smol::future::FutureExt;
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::Async;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// One stream as the RTSP server sees it.
+pub struct RtspStream {
+    pub name: String,
+    pub hub: Rc<RefCell<StreamHub>>,
+    pub auth: Option<AuthConfig>,
+    /// A lagging viewer skips to a keyframe beyond this many bytes behind.
+    pub max_lag_bytes: u64,
+}
+
+/// Server-wide counters, for logs and metrics.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RtspStats {
+    pub connections: u64,
+    pub connections_refused: u64,
+    pub bad_requests: u64,
+    pub viewers_now: u32,
+    pub viewers_total: u64,
+    pub timeouts: u64,
+}
+
+pub struct RtspServer {
+    cfg: RtspConfig,
+    streams: Vec<RtspStream>,
+    epoch: Epoch,
+    max_viewers: u32,
+    udp_rtp: Option<Async<UdpSocket>>,
+    udp_rtcp: Option<Async<UdpSocket>>,
+    viewers: RefCell<Vec<Weak<RefCell<RtspViewer>>>>,
+    /// UDP viewers by the address their RTCP comes from, for keep-alive.
+    rtcp_peers: RefCell<HashMap<SocketAddr, Weak<RefCell<RtspViewer>>>>,
+    stats: Cell<RtspStats>,
+    seed: Cell<u64>,
+}
+
+impl RtspServer {
+    /// Binds the server's UDP sockets (TCP is bound by [`RtspServer::serve`]'s caller).
+    pub fn new(
+        cfg: RtspConfig,
+        streams: Vec<RtspStream>,
+        epoch: Epoch,
+        max_viewers: u32,
+    ) -> io::Result<Rc<Self>> {
+        let (udp_rtp, udp_rtcp) = bind_udp_pair(&cfg.bind, cfg.udp_port)?;
+        Ok(Rc::new(RtspServer {
+            cfg,
+            streams,
+            epoch,
+            max_viewers,
+            udp_rtp: Some(udp_rtp),
+            udp_rtcp: Some(udp_rtcp),
+            viewers: RefCell::new(Vec::with_capacity(max_viewers as usize)),
+            rtcp_peers: RefCell::new(HashMap::with_capacity(max_viewers as usize)),
+            stats: Cell::new(RtspStats::default()),
+            seed: Cell::new(seed_from_os()),
+        }))
+    }
+
+    pub fn stats(&self) -> RtspStats {
+        self.stats.get()
+    }
+
+    /// The server's UDP ports (RTP, RTCP).
+    pub fn udp_ports(&self) -> (u16, u16) {
+        let p = |s: &Option<Async<UdpSocket>>| {
+            s.as_ref()
+                .and_then(|s| s.get_ref().local_addr().ok())
+                .map_or(0, |a| a.port())
+        };
+        (p(&self.udp_rtp), p(&self.udp_rtcp))
+    }
+
+    fn bump(&self, f: impl FnOnce(&mut RtspStats)) {
+        let mut s = self.stats.get();
+        f(&mut s);
+        self.stats.set(s);
+    }
+
+    fn next_seed(&self) -> u64 {
+        // splitmix64 step: distinct seeds for every connection from one OS-seeded start.
+        let mut z = self.seed.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        self.seed.set(z);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn stream(&self, name: &str) -> Option<&RtspStream> {
+        self.streams.iter().find(|s| s.name == name)
+    }
+
+    /// Accepts connections forever.
+    pub async fn serve(self: Rc<Self>, listener: Async<TcpListener>) {
+        let (udp_rtp_port, _) = self.udp_ports();
+        log::info!(
+            "RTSP listening on {} (UDP {}-{}), streams: {}",
+            listener
+                .get_ref()
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            udp_rtp_port,
+            udp_rtp_port + 1,
+            self.streams
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        smol::spawn(self.clone().housekeeping()).detach();
+        smol::spawn(self.clone().rtcp_receiver()).detach();
+        let max_conns = self.max_viewers as u64 + 16;
+        let open = Rc::new(Cell::new(0u64));
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    log::warn!("RTSP accept failed: {e}");
+                    smol::Timer::after(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            if open.get() >= max_conns {
+                self.bump(|s| s.connections_refused += 1);
+                log::warn!("RTSP connection from {peer} refused: {} connections open", open.get());
+                drop(stream);
+                continue;
+            }
+            self.bump(|s| s.connections += 1);
+            open.set(open.get() + 1);
+            let server = self.clone();
+            let open = open.clone();
+            smol::spawn(async move {
+                server.connection(stream, peer).await;
+                open.set(open.get() - 1);
+            })
+            .detach();
+        }
+    }
+
+    async fn housekeeping(self: Rc<Self>) {
+        loop {
+            smol::Timer::after(Duration::from_secs(1)).await;
+            let now = self.epoch.now_ms();
+            let timeout_ms = self.cfg.session_timeout_s as u64 * 1000;
+            let stall_ms = self.cfg.stall_timeout_ms as u64;
+            let mut viewers = self.viewers.borrow_mut();
+            viewers.retain(|w| {
+                let Some(v) = w.upgrade() else { return false };
+                let Ok(mut v) = v.try_borrow_mut() else { return true };
+                let why = match &v.out {
+                    Out::Udp { .. } if now.saturating_sub(v.last_seen_ms) > timeout_ms => {
+                        Some("no keep-alive (RTSP or RTCP) within the session timeout")
+                    }
+                    Out::Tcp { blocked_since_ms: Some(t), .. } if now.saturating_sub(*t) > stall_ms => {
+                        Some("TCP socket stalled past stall_timeout_ms")
+                    }
+                    _ => None,
+                };
+                if let Some(why) = why {
+                    log::info!("[{}] viewer {} dropped: {why}", v.stream, v.peer);
+                    v.close();
+                    self.bump(|s| s.timeouts += 1);
+                }
+                !v.closed
+            });
+        }
+    }
+
+    /// Reads RTCP from UDP viewers (receiver reports keep a session alive) and discards what
+    /// arrives on the RTP port (NAT-opening packets from clients).
+    async fn rtcp_receiver(self: Rc<Self>) {
+        let (Some(rtcp), Some(rtp)) = (&self.udp_rtcp, &self.udp_rtp) else {
+            return;
+        };
+        let mut buf = [0u8; 1500];
+        loop {
+            let got = async { (true, rtcp.recv_from(&mut buf).await) }
+                .or(async { (false, rtp.recv_from(&mut buf).await) })
+                .await;
+            let (true, Ok((n, from))) = got else { continue };
+            if parse_compound(&buf[..n]).any(|p| p.is_err()) {
+                log::debug!("malformed RTCP from {from} ignored");
+                continue;
+            }
+            if let Some(v) = self.rtcp_peers.borrow().get(&from).and_then(|w| w.upgrade()) {
+                if let Ok(mut v) = v.try_borrow_mut() {
+                    v.last_seen_ms = self.epoch.now_ms();
+                }
+            }
+        }
+    }
+
+    async fn connection(self: Rc<Self>, stream: Async<TcpStream>, peer: SocketAddr) {
+        let _ = stream.get_ref().set_nodelay(true);
+        let local = stream
+            .get_ref()
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let stream = Rc::new(stream);
+        let mut conn = RtspConn::new(
+            peer,
+            self.udp_ports(),
+            self.cfg.session_timeout_s,
+            self.next_seed(),
+        );
+        let mut rbuf = vec![0u8; RTSP_READ_BUFFER_BYTES].into_boxed_slice();
+        let mut rlen = 0usize;
+        let mut resp: Vec<u8> = Vec::with_capacity(1024);
+        let mut viewer: Option<Rc<RefCell<RtspViewer>>> = None;
+        log::debug!("RTSP connection from {peer}");
+        let why = 'conn: loop {
+            let playing = viewer.is_some();
+            let read = async { Ev::Read((&*stream).read(&mut rbuf[rlen..]).await) };
+            let signal = async {
+                match &viewer {
+                    Some(v) => {
+                        Signal(v).await;
+                        if v.borrow().closed {
+                            return Ev::Closed;
+                        }
+                        let _ = stream.writable().await;
+                        Ev::Writable
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            // Until a session plays, a client must complete a request within the session
+            // timeout (slowloris guard); a playing session is governed by housekeeping.
+            let idle = async {
+                if playing {
+                    std::future::pending::<()>().await;
+                }
+                smol::Timer::after(Duration::from_secs(self.cfg.session_timeout_s as u64)).await;
+                Ev::Idle
+            };
+            let ev = read.or(signal).or(idle).await;
+            let now_ms = self.epoch.now_ms();
+            match ev {
+                Ev::Idle => break 'conn "idle before playing".to_string(),
+                Ev::Closed => break 'conn "closed by the server".to_string(),
+                Ev::Writable => {
+                    if let Some(v) = &viewer {
+                        let hub = self.stream(&v.borrow().stream).map(|s| s.hub.clone());
+                        if let Some(hub) = hub {
+                            let hub = hub.borrow();
+                            v.borrow_mut().pump(&hub.view(), now_ms);
+                        }
+                    }
+                }
+                Ev::Read(Err(e)) => break 'conn format!("read error: {e}"),
+                Ev::Read(Ok(0)) => break 'conn "client closed the connection".to_string(),
+                Ev::Read(Ok(n)) => {
+                    rlen += n;
+                    if let Some(v) = &viewer {
+                        v.borrow_mut().last_seen_ms = now_ms;
+                    }
+                    // Handle every complete message in the buffer.
+                    loop {
+                        let (consumed, outcome) = match request::parse(&rbuf[..rlen]) {
+                            Ok(Parsed::Incomplete) => {
+                                if rlen == rbuf.len() {
+                                    self.bump(|s| s.bad_requests += 1);
+                                    let _ = (&*stream)
+                                        .write_all(b"RTSP/1.0 400 Bad Request\r\n\r\n")
+                                        .await;
+                                    break 'conn "request larger than the read buffer".to_string();
+                                }
+                                break;
+                            }
+                            Ok(Parsed::Interleaved { consumed, .. }) => (consumed, None),
+                            Ok(Parsed::Request { req, consumed }) => {
+                                resp.clear();
+                                let catalog = Catalog {
+                                    server: &self,
+                                    local,
+                                };
+                                let ev = conn.handle_request(&req, now_ms, &catalog, &mut resp);
+                                (consumed, Some(ev))
+                            }
+                            Err(e) => {
+                                self.bump(|s| s.bad_requests += 1);
+                                let _ = (&*stream)
+                                    .write_all(b"RTSP/1.0 400 Bad Request\r\n\r\n")
+                                    .await;
+                                break 'conn format!("malformed request ({e:?})");
+                            }
+                        };
+                        rbuf.copy_within(consumed..rlen, 0);
+                        rlen -= consumed;
+                        let Some(ev) = outcome else { continue };
+                        // Play: create the viewer before answering, so RTP-Info and the first
+                        // packet come from the same ring state; it sends nothing until the
+                        // response is out.
+                        if let Some(SessionEvent::Play) = ev {
+                            if viewer.is_none() {
+                                match self.start_viewer(&conn, stream.clone(), peer, now_ms) {
+                                    Ok(v) => viewer = Some(v),
+                                    Err(e) => log::warn!("RTSP {peer}: cannot play: {e}"),
+                                }
+                            }
+                        }
+                        match &viewer {
+                            Some(v) if v.borrow().is_tcp() => v.borrow_mut().queue_control(&resp),
+                            _ => {
+                                if let Err(e) = (&*stream).write_all(&resp).await {
+                                    break 'conn format!("write error: {e}");
+                                }
+                            }
+                        }
+                        match ev {
+                            Some(SessionEvent::Play) => {
+                                if let Some(v) = &viewer {
+                                    v.borrow_mut().paused = false;
+                                }
+                            }
+                            Some(SessionEvent::Pause) => {
+                                if let Some(v) = &viewer {
+                                    v.borrow_mut().paused = true;
+                                }
+                            }
+                            Some(SessionEvent::Teardown) => {
+                                if let Some(v) = viewer.take() {
+                                    self.stop_viewer(&v, "TEARDOWN");
+                                }
+                            }
+                            _ => {}
+                        }
+                        if let Some(v) = &viewer {
+                            let name = v.borrow().stream.clone();
+                            if let Some(s) = self.stream(&name) {
+                                let hub = s.hub.borrow();
+                                v.borrow_mut().pump(&hub.view(), now_ms);
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        if let Some(v) = viewer.take() {
+            self.stop_viewer(&v, &why);
+        } else {
+            log::debug!("RTSP {peer}: {why}");
+        }
+    }
+
+    fn start_viewer(
+        &self,
+        conn: &RtspConn,
+        stream: Rc<Async<TcpStream>>,
+        peer: SocketAddr,
+        now_ms: u64,
+    ) -> Result<Rc<RefCell<RtspViewer>>, String> {
+        let name = conn.stream().ok_or("no stream")?.to_string();
+        let s = self.stream(&name).ok_or("unknown stream")?;
+        let hub_rc = s.hub.clone();
+        let mut hub = hub_rc.borrow_mut();
+        let mut tracks: [Option<SenderTrack>; 2] = [None, None];
+        let mut channels = [(0u8, 1u8); 2];
+        let mut udp_dst: [Option<(SocketAddr, SocketAddr)>; 2] = [None, None];
+        let mut tcp = None;
+        for (t, setup) in conn.tracks() {
+            let (codec, clock_hz, pt) = match t {
+                Track::Video => (
+                    hub.video.as_ref().map(|v| v.codec).ok_or("no video")?,
+                    VIDEO_CLOCK_HZ,
+                    VIDEO_PAYLOAD_TYPE,
+                ),
+                Track::Audio => (
+                    Codec::Aac,
+                    hub.audio.map(|a| a.sample_rate).ok_or("no audio")?,
+                    AUDIO_PAYLOAD_TYPE,
+                ),
+            };
+            tracks[t.index()] = Some(SenderTrack {
+                rtp: RtpTrackState::new(pt, setup.ssrc, setup.initial_seq),
+                ts_offset: setup.ts_offset,
+                clock_hz,
+                packetizer: RtpPacketizer::new(codec, self.cfg.max_packet_bytes as usize)
+                    .map_err(|e| e.to_string())?,
+            });
+            match setup.transport {
+                TrackTransport::Udp {
+                    client_rtp,
+                    client_rtcp,
+                } => {
+                    // Only ever to the RTSP peer's own address.
+                    udp_dst[t.index()] = Some((
+                        SocketAddr::new(peer.ip(), client_rtp),
+                        SocketAddr::new(peer.ip(), client_rtcp),
+                    ));
+                    tcp = Some(false);
+                }
+                TrackTransport::Interleaved {
+                    rtp_channel,
+                    rtcp_channel,
+                } => {
+                    channels[t.index()] = (rtp_channel, rtcp_channel);
+                    tcp = Some(true);
+                }
+            }
+        }
+        let tcp = tcp.ok_or("no track set up")?;
+        let sender = RtpSender::new(&hub.ring, tracks, s.max_lag_bytes, "rillcast", now_ms);
+        let out = if tcp {
+            Out::Tcp {
+                stream,
+                channels,
+                buf: vec![0u8; VIEWER_TCP_BUFFER_BYTES].into_boxed_slice(),
+                start: 0,
+                end: 0,
+                blocked_since_ms: None,
+            }
+        } else {
+            Out::Udp {
+                dst: udp_dst,
+                buf: vec![0u8; self.cfg.max_packet_bytes as usize + 64].into_boxed_slice(),
+            }
+        };
+        let v = Rc::new(RefCell::new(RtspViewer {
+            stream: name.clone(),
+            peer,
+            sender,
+            out,
+            udp: self.udp_sockets(),
+            epoch: self.epoch,
+            paused: true,
+            closed: false,
+            last_seen_ms: now_ms,
+            waker: None,
+            packets_dropped: 0,
+        }));
+        let as_consumer: Rc<RefCell<dyn Consumer>> = v.clone();
+        if !hub.add_consumer(as_consumer) {
+            return Err("stream at viewer capacity".into());
+        }
+        if let Out::Udp { dst, .. } = &v.borrow().out {
+            let mut peers = self.rtcp_peers.borrow_mut();
+            for (_, rtcp) in dst.iter().flatten() {
+                peers.insert(*rtcp, Rc::downgrade(&v));
+            }
+        }
+        self.viewers.borrow_mut().push(Rc::downgrade(&v));
+        self.bump(|s| {
+            s.viewers_now += 1;
+            s.viewers_total += 1;
+        });
+        log::info!(
+            "[{name}] viewer {peer} playing over {} ({} viewers)",
+            if tcp { "TCP" } else { "UDP" },
+            hub.consumer_count()
+        );
+        Ok(v)
+    }
+
+    fn stop_viewer(&self, v: &Rc<RefCell<RtspViewer>>, why: &str) {
+        let (name, peer) = {
+            let mut b = v.borrow_mut();
+            b.close();
+            (b.stream.clone(), b.peer)
+        };
+        if let Some(s) = self.stream(&name) {
+            let c: Rc<RefCell<dyn Consumer>> = v.clone();
+            s.hub.borrow_mut().remove_consumer(&c);
+        }
+        if let Out::Udp { dst, .. } = &v.borrow().out {
+            let mut peers = self.rtcp_peers.borrow_mut();
+            for (_, rtcp) in dst.iter().flatten() {
+                peers.remove(rtcp);
+            }
+        }
+        self.bump(|s| s.viewers_now = s.viewers_now.saturating_sub(1));
+        let b = v.borrow();
+        let c = b.sender.cursor();
+        log::info!(
+            "[{name}] viewer {peer} left: {why} (skipped {} frames, {} resyncs, {} packets dropped)",
+            c.skipped_frames,
+            c.resyncs,
+            b.packets_dropped
+        );
+    }
+
+    fn udp_sockets(&self) -> Option<(Rc<UdpSocket>, Rc<UdpSocket>)> {
+        let rtp = self.udp_rtp.as_ref()?.get_ref().try_clone().ok()?;
+        let rtcp = self.udp_rtcp.as_ref()?.get_ref().try_clone().ok()?;
+        Some((Rc::new(rtp), Rc::new(rtcp)))
+    }
+}
+
+enum Ev {
+    Read(io::Result<usize>),
+    Writable,
+    Closed,
+    Idle,
+}
+
+/// The RTSP core's view of the streams.
+struct Catalog<'a> {
+    server: &'a RtspServer,
+    local: SocketAddr,
+}
+
+impl StreamCatalog for Catalog<'_> {
+    fn sdp(&self, stream: &str) -> Option<String> {
+        let s = self.server.stream(stream)?;
+        let hub = s.hub.borrow();
+        if !hub.is_live() {
+            return None;
+        }
+        let id = stream
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+        write_describe(
+            &SdpSession {
+                stream_name: stream,
+                server_addr: self.local.ip(),
+                session_id: id >> 1,
+                session_version: hub.params_generation as u64,
+            },
+            hub.video.as_ref(),
+            hub.audio.as_ref(),
+        )
+        .ok()
+    }
+
+    fn credentials(&self, stream: &str) -> Option<Credentials> {
+        let a = self.server.stream(stream)?.auth.as_ref()?;
+        Some(Credentials {
+            user: a.user.clone(),
+            password: a.password.clone(),
+        })
+    }
+
+    fn has_track(&self, stream: &str, track: Track) -> bool {
+        self.server.stream(stream).is_some_and(|s| {
+            let hub = s.hub.borrow();
+            match track {
+                Track::Video => hub.video.is_some(),
+                Track::Audio => hub.audio.is_some(),
+            }
+        })
+    }
+
+    fn play_start_pts(&self, stream: &str, track: Track) -> Option<u64> {
+        let s = self.server.stream(stream)?;
+        let hub = s.hub.borrow();
+        let ring = &hub.ring;
+        let start = if hub.video.is_some() {
+            ring.last_video_keyframe()?
+        } else {
+            ring.head().saturating_sub(1)
+        };
+        (start..ring.head()).find_map(|q| match ring.get(q) {
+            Lookup::Frame(f) if f.meta.track == track => Some(f.meta.pts),
+            _ => None,
+        })
+    }
+
+    fn viewer_slot_available(&self, _stream: &str) -> bool {
+        self.server.stats().viewers_now < self.server.max_viewers
+    }
+}
+
+enum Out {
+    Udp {
+        /// (RTP, RTCP) destination per track: the RTSP peer's address, client's ports.
+        dst: [Option<(SocketAddr, SocketAddr)>; 2],
+        buf: Box<[u8]>,
+    },
+    Tcp {
+        stream: Rc<Async<TcpStream>>,
+        /// (RTP, RTCP) interleaved channel per track.
+        channels: [(u8, u8); 2],
+        /// Interleaved frames and control responses waiting for the socket.
+        buf: Box<[u8]>,
+        start: usize,
+        end: usize,
+        blocked_since_ms: Option<u64>,
+    },
+}
+
+/// One playing RTSP session, registered with its stream's hub.
+pub struct RtspViewer {
+    stream: String,
+    peer: SocketAddr,
+    sender: RtpSender,
+    out: Out,
+    udp: Option<(Rc<UdpSocket>, Rc<UdpSocket>)>,
+    epoch: Epoch,
+    paused: bool,
+    closed: bool,
+    last_seen_ms: u64,
+    waker: Option<Waker>,
+    packets_dropped: u64,
+}
+
+impl RtspViewer {
+    fn is_tcp(&self) -> bool {
+        matches!(self.out, Out::Tcp { .. })
+    }
+
+    fn close(&mut self) {
+        self.closed = true;
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Queues an RTSP response on the interleaved connection, between whole RTP packets.
+    fn queue_control(&mut self, resp: &[u8]) {
+        if let Out::Tcp { buf, start, end, .. } = &mut self.out {
+            if buf.len() - *end < resp.len() {
+                buf.copy_within(*start..*end, 0);
+                *end -= *start;
+                *start = 0;
+            }
+            if buf.len() - *end >= resp.len() {
+                buf[*end..*end + resp.len()].copy_from_slice(resp);
+                *end += resp.len();
+            } else {
+                // The client sends requests but reads nothing: it is stalled anyway.
+                self.close();
+            }
+        }
+    }
+
+    /// Sends what the sender has, without blocking.
+    fn pump(&mut self, view: &StreamView<'_>, now_ms: u64) {
+        if self.closed {
+            return;
+        }
+        let ntp = ntp_from_unix(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default());
+        let RtspViewer {
+            sender,
+            out,
+            udp,
+            paused,
+            closed,
+            waker,
+            packets_dropped,
+            ..
+        } = self;
+        match out {
+            Out::Udp { dst, buf } => {
+                if *paused {
+                    return;
+                }
+                let Some((rtp_sock, rtcp_sock)) = udp else {
+                    return;
+                };
+                while let Some(Outgoing { track, rtcp, len }) =
+                    sender.poll_packet(view.ring, now_ms, ntp, buf)
+                {
+                    let Some((rtp_dst, rtcp_dst)) = dst[track.index()] else {
+                        continue;
+                    };
+                    let (sock, to) = if rtcp {
+                        (rtcp_sock, rtcp_dst)
+                    } else {
+                        (rtp_sock, rtp_dst)
+                    };
+                    if let Err(e) = sock.send_to(&buf[..len], to) {
+                        *packets_dropped += 1;
+                        if e.kind() != io::ErrorKind::WouldBlock {
+                            log::trace!("UDP send to {to}: {e}");
+                        }
+                    }
+                }
+            }
+            Out::Tcp {
+                stream,
+                channels,
+                buf,
+                start,
+                end,
+                blocked_since_ms,
+            } => loop {
+                // Flush what is queued.
+                while *start < *end {
+                    match stream.get_ref().write(&buf[*start..*end]) {
+                        Ok(0) => {
+                            *closed = true;
+                            return;
+                        }
+                        Ok(n) => *start += n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            blocked_since_ms.get_or_insert(now_ms);
+                            if let Some(w) = waker.take() {
+                                w.wake();
+                            }
+                            return;
+                        }
+                        Err(_) => {
+                            *closed = true;
+                            if let Some(w) = waker.take() {
+                                w.wake();
+                            }
+                            return;
+                        }
+                    }
+                }
+                *blocked_since_ms = None;
+                *start = 0;
+                *end = 0;
+                if *paused {
+                    return;
+                }
+                // Fill the buffer with whole interleaved packets.
+                let max = sender_max_packet(sender);
+                let mut any = false;
+                while buf.len() - *end >= 4 + max {
+                    let at = *end;
+                    let Some(Outgoing { track, rtcp, len }) =
+                        sender.poll_packet(view.ring, now_ms, ntp, &mut buf[at + 4..at + 4 + max])
+                    else {
+                        break;
+                    };
+                    let (rtp_ch, rtcp_ch) = channels[track.index()];
+                    buf[at] = b'$';
+                    buf[at + 1] = if rtcp { rtcp_ch } else { rtp_ch };
+                    buf[at + 2..at + 4].copy_from_slice(&(len as u16).to_be_bytes());
+                    *end += 4 + len;
+                    any = true;
+                }
+                if !any {
+                    return;
+                }
+            },
+        }
+    }
+}
+
+fn sender_max_packet(s: &RtpSender) -> usize {
+    Track::ALL
+        .iter()
+        .filter_map(|t| s.track(*t))
+        .map(|t| t.packetizer.max_packet_len())
+        .max()
+        .unwrap_or(1500)
+        .max(128)
+}
+
+impl Consumer for RtspViewer {
+    fn on_frame(&mut self, view: &StreamView<'_>, now_ms: u64) {
+        // A blocked TCP viewer waits for its socket; its connection task pumps it.
+        if let Out::Tcp {
+            blocked_since_ms: Some(_),
+            ..
+        } = self.out
+        {
+            return;
+        }
+        self.pump(view, now_ms);
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed
+    }
+}
+
+/// Resolves when the viewer is blocked on its socket or closed.
+struct Signal<'a>(&'a Rc<RefCell<RtspViewer>>);
+
+impl Future for Signal<'_> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut v = self.0.borrow_mut();
+        let blocked = matches!(
+            v.out,
+            Out::Tcp {
+                blocked_since_ms: Some(_),
+                ..
+            }
+        );
+        if v.closed || blocked {
+            return Poll::Ready(());
+        }
+        match &v.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => v.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+fn bind_udp_pair(bind: &str, port: u16) -> io::Result<(Async<UdpSocket>, Async<UdpSocket>)> {
+    if port != 0 {
+        let rtp = UdpSocket::bind((bind, port))?;
+        let rtcp = UdpSocket::bind((bind, port + 1))?;
+        return Ok((Async::new(rtp)?, Async::new(rtcp)?));
+    }
+    // Any free even/odd pair.
+    for _ in 0..50 {
+        let rtp = UdpSocket::bind((bind, 0))?;
+        let p = rtp.local_addr()?.port();
+        if p % 2 != 0 || p == u16::MAX {
+            continue;
+        }
+        if let Ok(rtcp) = UdpSocket::bind((bind, p + 1)) {
+            return Ok((Async::new(rtp)?, Async::new(rtcp)?));
+        }
+    }
+    Err(io::Error::new(io::ErrorKind::AddrInUse, "no free UDP port pair"))
+}
+
+/// Entropy for session ids and SSRCs without a dependency: std's hasher keys come from the OS.
+fn seed_from_os() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.finish()
+}
