@@ -91,8 +91,9 @@ pub fn is_idr(nal_type: u8) -> bool {
 }
 
 /// `first_mb_in_slice` (H.264 §7.3.3), the first field of a slice header. It is 0 for the first
-/// slice of a picture (with arbitrary slice order off, which every baseline-free profile and all
-/// real encoders use), so a 0 here marks the start of a new access unit's picture.
+/// slice of a picture unless arbitrary slice order is in use (allowed only in the Baseline and
+/// Extended profiles, and not produced by real encoders), so a 0 marks the start of a new
+/// picture.
 ///
 /// `nal` is a slice NAL unit of type 1, 2 or 5, header byte included.
 pub fn first_mb_in_slice(nal: &[u8]) -> Result<u32, H264Error> {

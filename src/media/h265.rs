@@ -78,6 +78,14 @@ pub fn nal_type(header_byte0: u8) -> u8 {
     (header_byte0 >> 1) & 0x3f
 }
 
+/// `nuh_layer_id` from the 2-byte NAL header (H.265 §7.3.1.2: 6 bits straddling the bytes).
+pub fn nuh_layer_id(header: &[u8]) -> u8 {
+    match header {
+        [b0, b1, ..] => ((b0 & 0x01) << 5) | (b1 >> 3),
+        _ => 0,
+    }
+}
+
 /// `nuh_temporal_id_plus1 - 1` from the second NAL header byte (H.265 §7.3.1.2), saturating at
 /// 0 for the forbidden value `nuh_temporal_id_plus1 == 0`.
 pub fn temporal_id(header_byte1: u8) -> u8 {
@@ -199,14 +207,16 @@ const MAX_RPS_PICS: usize = 16;
 /// H.265 §7.4.3.2.1: `num_short_term_ref_pic_sets` is in 0..=64.
 const MAX_SHORT_TERM_RPS: usize = 64;
 
-/// Parses a sequence parameter set NAL unit (2-byte header included), H.265 §7.3.2.2.1,
-/// through the VUI timing info.
+/// Parses a base-layer (`nuh_layer_id` 0) sequence parameter set NAL unit (2-byte header
+/// included), H.265 §7.3.2.2.1, through the VUI timing info.
 ///
 /// Scaling lists, short- and long-term reference picture sets are walked and discarded.
 /// A VUI that cannot be read only loses `fps`; an error anywhere before it fails the parse.
 pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo, H265Error> {
     let header = nal.get(..2).ok_or(H265Error::Truncated)?;
-    if nal_type(header[0]) != nal::SPS {
+    // Only base-layer SPSes: with nuh_layer_id > 0 (multi-layer extensions, F.7.3.2.2.1) the
+    // syntax changes and profile_tier_level may be absent.
+    if nal_type(header[0]) != nal::SPS || nuh_layer_id(header) != 0 {
         return Err(H265Error::WrongNalType);
     }
     // Slicing at 2 cannot fail: `get(..2)` just succeeded.
@@ -719,6 +729,11 @@ mod tests {
             (temporal_id(0x01), temporal_id(0x03), temporal_id(0)),
             (0, 2, 0)
         );
+        assert_eq!(
+            (nuh_layer_id(&[0x42, 0x01]), nuh_layer_id(&[0x43, 0x09])),
+            (0, 33)
+        );
+        assert_eq!(parse_sps(&[0x42, 0x09, 0x01]), Err(H265Error::WrongNalType));
         assert!(is_vcl(0) && is_vcl(31) && !is_vcl(32));
         assert!(!is_irap(15) && is_irap(16) && is_irap(23) && !is_irap(24));
         assert!(is_idr(19) && !is_idr(21));
