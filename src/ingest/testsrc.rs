@@ -21,8 +21,9 @@
 //!
 //! The scene: a box (up to 8x8 MBs, 128x128 px) with a vertical gradient, moving one MB (16 px)
 //! per frame and changing colour at each bounce, plus a binary frame counter (black = 0,
-//! white = 1, most significant bit left) in the bottom MB row. At 1280x720@30 this measures about
-//! 1.7 Mbit/s.
+//! white = 1, most significant bit left) in the bottom MB row. A P frame codes ~18 I_PCM MBs
+//! (~7 KB); an IDR ~100 (~38 KB). Measured at 1280x720@30 with one IDR per second: 746 333 bytes
+//! for 90 frames, i.e. 2.0 Mbit/s; 320x240@25 with GOP 12: 1.8 Mbit/s.
 //!
 //! # Audio
 //! AAC-LC, ONLY_LONG windows. Frames are silent (`max_sfb = 0`) except for a ~125 ms beep at the
@@ -486,7 +487,7 @@ impl TestPattern {
     /// second with an IDR every `gop_frames` frames. The level is the smallest of H.264 Table A-1
     /// (from 3.0 up) that fits the frame size and macroblock rate.
     pub fn new(width: u32, height: u32, fps: u32, gop_frames: u32) -> Result<Self, TestSrcError> {
-        if width % 16 != 0 || height % 16 != 0 || width < 32 || height < 32 {
+        if !width.is_multiple_of(16) || !height.is_multiple_of(16) || width < 32 || height < 32 {
             return Err(TestSrcError::BadDimensions);
         }
         if fps == 0 || fps > 240 {
@@ -979,7 +980,10 @@ mod tests {
             }
             w.bits(0b111_1111, 7);
         });
-        assert_eq!(got, bits("1 010 011 00100 00101 00110 00111 0001000 0001001 1111111"));
+        assert_eq!(
+            got,
+            bits("1 010 011 00100 00101 00110 00111 0001000 0001001 1111111")
+        );
     }
 
     #[test]
@@ -1007,24 +1011,30 @@ mod tests {
     #[test]
     fn emulation_prevention_escapes_00_00_0x_for_x_up_to_3() {
         let input = [0, 0, 0, 0, 0, 1, 0, 0, 2, 0, 0, 3, 0, 0, 4, 0, 0];
-        let got = write(true, |w| input.iter().for_each(|&b| w.bits(u64::from(b), 8)));
+        let got = write(true, |w| {
+            input.iter().for_each(|&b| w.bits(u64::from(b), 8))
+        });
         // 00 00 |03| 00 00 |03| 00 01 (a lone zero then 01 needs nothing), 00 00 |03| 02,
         // 00 00 |03| 03, 00 00 04 untouched; a trailing 00 00 is not escaped by this writer.
-        let want = [0, 0, 3, 0, 0, 3, 0, 1, 0, 0, 3, 2, 0, 0, 3, 3, 0, 0, 4, 0, 0];
+        let want = [
+            0, 0, 3, 0, 0, 3, 0, 1, 0, 0, 3, 2, 0, 0, 3, 3, 0, 0, 4, 0, 0,
+        ];
         assert_eq!(got, want);
         // Without escaping the bytes pass through.
-        let plain = write(false, |w| input.iter().for_each(|&b| w.bits(u64::from(b), 8)));
+        let plain = write(false, |w| {
+            input.iter().for_each(|&b| w.bits(u64::from(b), 8))
+        });
         assert_eq!(plain, input);
     }
 
     #[test]
     fn emulation_prevention_works_across_unaligned_fields() {
-        // 20 zero bits then 1 then 0000 then 1 + padding: bytes 00 00 08 21 -> no escape (08 > 3);
-        // 16 zero bits, then 0000 0001 -> 00 00 01 -> escaped.
+        // 20 zero bits, then 100 0010 0001, then a 0: bytes 00 00 08 42 -> no escape (08 > 3)
+        // even though the 1 bit arrives mid-byte; 23 zero bits then a 1 -> 00 00 01 -> escaped.
         assert_eq!(
             write(true, |w| {
                 w.bits(0, 20);
-                w.bits(0b1000_0100_001, 11);
+                w.bits(0b100_0010_0001, 11);
                 w.bits(0, 1);
             }),
             [0, 0, 8, 0x42]
@@ -1138,9 +1148,9 @@ mod tests {
         want.extend([0, 0, 0, 1]);
         want.extend(p.pps());
         want.extend([0, 0, 0, 1, 0x65]); // IDR, nal_ref_idc 3
-        // first_mb 1, slice_type ue(7) 0001000, pps_id 1, frame_num 0000, idr_pic_id ue(0) 1,
-        // no_output_of_prior_pics 0, long_term_ref 0, slice_qp_delta 1,
-        // disable_deblocking_filter_idc ue(1) 010, MB 0: mb_type ue(25) 000011010 + align 000
+                                         // first_mb 1, slice_type ue(7) 0001000, pps_id 1, frame_num 0000, idr_pic_id ue(0) 1,
+                                         // no_output_of_prior_pics 0, long_term_ref 0, slice_qp_delta 1,
+                                         // disable_deblocking_filter_idc ue(1) 010, MB 0: mb_type ue(25) 000011010 + align 000
         want.extend(bits("1 0001000 1 0000 1 0 0 1 010 000011010 000"));
         want.extend(red_box_mb());
         let grey = pcm(&[128; 16], 128, 128);
@@ -1157,10 +1167,10 @@ mod tests {
         assert!(!key);
         let mut want = vec![0, 0, 0, 1, 0x09, 0x30]; // AUD, primary_pic_type 1 (I, P)
         want.extend([0, 0, 0, 1, 0x41]); // non-IDR slice, nal_ref_idc 2
-        // first_mb 1, slice_type ue(5) 00110, pps_id 1, frame_num 0001,
-        // num_ref_idx_active_override 0, ref_pic_list_modification_l0 0,
-        // adaptive_ref_pic_marking 0, slice_qp_delta 1, disable_deblocking 010,
-        // MB 0: mb_skip_run ue(0) 1, mb_type ue(30) 000011111, align 0000
+                                         // first_mb 1, slice_type ue(5) 00110, pps_id 1, frame_num 0001,
+                                         // num_ref_idx_active_override 0, ref_pic_list_modification_l0 0,
+                                         // adaptive_ref_pic_marking 0, slice_qp_delta 1, disable_deblocking 010,
+                                         // MB 0: mb_skip_run ue(0) 1, mb_type ue(30) 000011111, align 0000
         want.extend(bits("1 00110 1 0001 0 0 0 1 010 1 000011111 0000"));
         want.extend(&grey); // the box left MB (0,0)
         want.extend(bits("1 000011111 000000")); // MB 1: no skip, I_PCM
@@ -1174,7 +1184,10 @@ mod tests {
         let (n, key) = p.next_frame(&mut buf).unwrap();
         assert!(key);
         let slice = 6 + 4 + p.sps().len() + 4 + p.pps().len() + 5;
-        assert_eq!(&buf[slice..slice + 3], bits("1 0001000 1 0000 010 0 0 1 010 00"));
+        assert_eq!(
+            &buf[slice..slice + 3],
+            bits("1 0001000 1 0000 010 0 0 1 010 00")
+        );
         assert!(n <= p.max_frame_len());
     }
 
@@ -1216,7 +1229,7 @@ mod tests {
             let mut buf = vec![0u8; p.max_frame_len()];
             for i in 0..300u32 {
                 let (n, key) = p.next_frame(&mut buf).unwrap();
-                assert_eq!(key, i % gop == 0, "{w}x{h} frame {i}");
+                assert_eq!(key, i.is_multiple_of(gop), "{w}x{h} frame {i}");
                 assert!(n <= p.max_frame_len(), "{w}x{h} frame {i}: {n} bytes");
             }
         }
@@ -1237,15 +1250,42 @@ mod tests {
 
     #[test]
     fn rejects_bad_parameters() {
-        assert_eq!(TestPattern::new(1270, 720, 30, 30).err(), Some(TestSrcError::BadDimensions));
-        assert_eq!(TestPattern::new(16, 720, 30, 30).err(), Some(TestSrcError::BadDimensions));
-        assert_eq!(TestPattern::new(1280, 720, 0, 30).err(), Some(TestSrcError::BadFrameRate));
-        assert_eq!(TestPattern::new(1280, 720, 30, 0).err(), Some(TestSrcError::BadGop));
-        assert_eq!(TestPattern::new(8192, 8192, 30, 30).err(), Some(TestSrcError::NoLevel));
-        assert_eq!(TestPattern::new(1920, 1088, 30, 30).unwrap().level_idc(), 40);
-        assert_eq!(TestTone::new(44_000, 2).err(), Some(TestSrcError::BadSampleRate));
-        assert_eq!(TestTone::new(48_000, 3).err(), Some(TestSrcError::BadChannels));
-        assert_eq!(TestTone::new(48_000, 0).err(), Some(TestSrcError::BadChannels));
+        assert_eq!(
+            TestPattern::new(1270, 720, 30, 30).err(),
+            Some(TestSrcError::BadDimensions)
+        );
+        assert_eq!(
+            TestPattern::new(16, 720, 30, 30).err(),
+            Some(TestSrcError::BadDimensions)
+        );
+        assert_eq!(
+            TestPattern::new(1280, 720, 0, 30).err(),
+            Some(TestSrcError::BadFrameRate)
+        );
+        assert_eq!(
+            TestPattern::new(1280, 720, 30, 0).err(),
+            Some(TestSrcError::BadGop)
+        );
+        assert_eq!(
+            TestPattern::new(8192, 8192, 30, 30).err(),
+            Some(TestSrcError::NoLevel)
+        );
+        assert_eq!(
+            TestPattern::new(1920, 1088, 30, 30).unwrap().level_idc(),
+            40
+        );
+        assert_eq!(
+            TestTone::new(44_000, 2).err(),
+            Some(TestSrcError::BadSampleRate)
+        );
+        assert_eq!(
+            TestTone::new(48_000, 3).err(),
+            Some(TestSrcError::BadChannels)
+        );
+        assert_eq!(
+            TestTone::new(48_000, 0).err(),
+            Some(TestSrcError::BadChannels)
+        );
     }
 
     /// ADTS header for 48 kHz mono, 11 bytes: syncword FFF, ID 0, layer 00, protection_absent
@@ -1274,7 +1314,10 @@ mod tests {
     fn beep_mono_frame_bytes() {
         let mut t = TestTone::new(48_000, 1).unwrap();
         // Beep bin 42 = 2 * round(1000 * 1024 / 48000): 984.375 Hz, in band 10 (bins 40..48).
-        assert_eq!((t.tone_bin, t.tone_sfb, t.tone_sfb_start, t.tone_sfb_width), (42, 10, 40, 8));
+        assert_eq!(
+            (t.tone_bin, t.tone_sfb, t.tone_sfb_start, t.tone_sfb_width),
+            (42, 10, 40, 8)
+        );
         let mut buf = [0u8; 64];
         let n = t.next_frame(&mut buf).unwrap();
         let raw = bits(
