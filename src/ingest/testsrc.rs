@@ -131,8 +131,8 @@ impl<'a> BitWriter<'a> {
         if n == 0 {
             return;
         }
-        let mask = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
-        self.acc = (self.acc << n) | (value & mask);
+        // acc holds < 8 bits, so n <= 56 new bits fit in the u64.
+        self.acc = (self.acc << n) | (value & ((1u64 << n) - 1));
         self.acc_bits += n;
         while self.acc_bits >= 8 {
             self.acc_bits -= 8;
@@ -148,7 +148,12 @@ impl<'a> BitWriter<'a> {
 
     /// ue(v), H.264 §9.1: `leadingZeroBits` zeros, then `codeNum + 1` in `leadingZeroBits + 1` bits.
     fn ue(&mut self, v: u32) {
-        let x = u64::from(v) + 1;
+        self.ue_code(u64::from(v));
+    }
+
+    /// ue(v) of a codeNum up to 2^32 (what se(v) of an i32 can need): at most 33 + 32 bits.
+    fn ue_code(&mut self, code_num: u64) {
+        let x = code_num + 1;
         let len = 64 - x.leading_zeros();
         self.bits(0, len - 1);
         self.bits(x, len);
@@ -157,9 +162,9 @@ impl<'a> BitWriter<'a> {
     /// se(v), H.264 §9.1.1: k > 0 maps to codeNum 2k-1, k <= 0 to -2k.
     fn se(&mut self, v: i32) {
         let k = i64::from(v);
+        // Non-negative, at most 2^32 for v = i32::MIN.
         let code = if k > 0 { 2 * k - 1 } else { -2 * k };
-        // In range: |v| <= 2^31, so code <= 2^32 - 1 ... and ue handles u32.
-        self.ue(code as u32);
+        self.ue_code(code.unsigned_abs());
     }
 
     fn is_aligned(&self) -> bool {
@@ -1006,6 +1011,23 @@ mod tests {
             w.rbsp_trailing();
         });
         assert_eq!(got, bits("1 010 011 00100 00101 00110 1 0"));
+    }
+
+    #[test]
+    fn se_handles_i32_extremes() {
+        // i32::MIN -> codeNum 2^32: 32 zeros, then 2^32 + 1 in 33 bits; 65 bits + 7 padding.
+        let got = write(false, |w| {
+            w.se(i32::MIN);
+            w.bits(0, 7);
+        });
+        assert_eq!(got, [0, 0, 0, 0, 0x80, 0, 0, 0, 0x80]);
+        // i32::MAX -> codeNum 2 * (2^31 - 1) - 1 = 2^32 - 3: 31 zeros, then 2^32 - 2 in 32 bits
+        // (...1110), then one padding 1 bit.
+        let got = write(false, |w| {
+            w.se(i32::MAX);
+            w.bits(1, 1);
+        });
+        assert_eq!(got, [0, 0, 0, 1, 0xff, 0xff, 0xff, 0xfd]);
     }
 
     #[test]
