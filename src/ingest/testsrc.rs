@@ -238,7 +238,7 @@ const PCM_SAMPLE_BYTES: usize = 384;
 
 /// Levels from H.264 Table A-1 as (level_idc, MaxFS in MBs, MaxMBPS). Level 3.0 is the floor so
 /// that small pictures still get a bitrate limit (10 Mbit/s) above what the test pattern sends.
-const LEVELS: [(u8, u32, u32); 10] = [
+const LEVELS: [(u8, u32, u32); 9] = [
     (30, 1620, 40_500),
     (31, 3600, 108_000),
     (32, 5120, 216_000),
@@ -247,7 +247,6 @@ const LEVELS: [(u8, u32, u32); 10] = [
     (42, 8704, 522_240),
     (50, 22_080, 589_824),
     (51, 36_864, 983_040),
-    (52, 36_864, 2_073_600),
     (52, 36_864, 2_073_600),
 ];
 
@@ -359,6 +358,7 @@ impl Layout {
                 self.write_flat(w, if set { WHITE_Y } else { BLACK_Y }, GREY, GREY)
             }
             MbContent::Box { colour, row } => {
+                // In bounds: reduced modulo the table length.
                 let (y0, cb, cr) = BOX_COLOURS[usize::from(colour) % BOX_COLOURS.len()];
                 let total_px = self.box_mbs * 16;
                 let row_px = u32::from(row) * 16;
@@ -835,6 +835,7 @@ impl TestTone {
             frame: 0,
             // Fits: sfb < 33.
             tone_sfb: sfb as u8,
+            // In bounds: `windows(2)` found sfb, so sfb + 1 < table.len().
             tone_sfb_start: table[sfb],
             tone_sfb_width: table[sfb + 1] - table[sfb],
             tone_bin: bin,
@@ -943,6 +944,7 @@ impl TestTone {
             for quad in 0..self.tone_sfb_width / 4 {
                 let first = self.tone_sfb_start + 4 * quad;
                 let (code, len) = if (first..first + 4).contains(&self.tone_bin) {
+                    // In bounds: tone_bin - first < 4 by the range check.
                     CB1_SINGLE_ONE[usize::from(self.tone_bin - first)]
                 } else {
                     CB1_ZERO_QUAD
