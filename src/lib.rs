@@ -20,4 +20,5 @@ pub mod config;
 pub mod ingest;
 pub mod media;
 pub mod proto;
+pub mod board;
 pub mod cli;
