@@ -85,7 +85,10 @@ pub fn find(name: &str) -> Result<Board, UnknownBoard> {
 
 /// Every embedded profile, in the order of [`names`].
 pub fn all() -> Vec<Board> {
-    PROFILES.iter().map(|(_, text)| parse_embedded(text)).collect()
+    PROFILES
+        .iter()
+        .map(|(_, text)| parse_embedded(text))
+        .collect()
 }
 
 fn parse_embedded(text: &str) -> Board {
@@ -166,8 +169,16 @@ mod tests {
                     // `-o -` is stdout; `--inline` repeats SPS/PPS so viewers can join at
                     // any IDR; `-t 0` runs forever.
                     let pairs: Vec<_> = argv.windows(2).collect();
-                    assert!(pairs.iter().any(|w| w[0] == "-o" && w[1] == "-"), "{}", b.name);
-                    assert!(pairs.iter().any(|w| w[0] == "-t" && w[1] == "0"), "{}", b.name);
+                    assert!(
+                        pairs.iter().any(|w| w[0] == "-o" && w[1] == "-"),
+                        "{}",
+                        b.name
+                    );
+                    assert!(
+                        pairs.iter().any(|w| w[0] == "-t" && w[1] == "0"),
+                        "{}",
+                        b.name
+                    );
                     assert!(argv.iter().any(|a| a == "--inline"), "{}", b.name);
                 }
                 "v4l2-ctl" => {
@@ -186,8 +197,12 @@ mod tests {
         }
         let five = find("rpi-5").expect("rpi-5 is known");
         let argv = five.encoder_command;
-        assert!(argv.windows(2).any(|w| w[0] == "--libav-format" && w[1] == "h264"));
-        assert!(argv.windows(2).any(|w| w[0] == "--libav-video-codec" && w[1] == "libx264"));
+        assert!(argv
+            .windows(2)
+            .any(|w| w[0] == "--libav-format" && w[1] == "h264"));
+        assert!(argv
+            .windows(2)
+            .any(|w| w[0] == "--libav-video-codec" && w[1] == "libx264"));
     }
 
     fn toml_file(rel: &str) -> toml::Table {
@@ -201,11 +216,12 @@ mod tests {
         let cross = toml_file("Cross.toml");
         let cargo = toml_file(".cargo/config.toml");
         for b in all() {
-            let in_cross = cross
-                .get("target")
-                .and_then(|t| t.get(&b.target))
-                .is_some();
-            assert!(in_cross, "Cross.toml lacks [target.{}] ({})", b.target, b.name);
+            let in_cross = cross.get("target").and_then(|t| t.get(&b.target)).is_some();
+            assert!(
+                in_cross,
+                "Cross.toml lacks [target.{}] ({})",
+                b.target, b.name
+            );
             let runner = cargo
                 .get("target")
                 .and_then(|t| t.get(&b.target))
@@ -216,7 +232,11 @@ mod tests {
                 .windows(2)
                 .find(|w| w[0].as_str() == Some("-cpu"))
                 .and_then(|w| w[1].as_str());
-            assert!(cpu.is_some(), "{}: runner must name a real CPU model", b.target);
+            assert!(
+                cpu.is_some(),
+                "{}: runner must name a real CPU model",
+                b.target
+            );
         }
     }
 }

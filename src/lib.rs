@@ -16,9 +16,9 @@
 //! processes and the clock.
 #![deny(unsafe_code)]
 
+pub mod board;
+pub mod cli;
 pub mod config;
 pub mod ingest;
 pub mod media;
 pub mod proto;
-pub mod board;
-pub mod cli;
