@@ -22,3 +22,4 @@ pub mod config;
 pub mod ingest;
 pub mod media;
 pub mod proto;
+pub mod sd_notify;
