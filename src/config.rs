@@ -1,1 +1,539 @@
-//! Configuration.
+//! The configuration file: TOML text → a validated [`Config`], or an error naming the file, the line
+//! and a hint.
+//!
+//! Owns: every key, its default and its bounds (the user reference is `config/rillcast.toml`,
+//! which a test parses and compares against these defaults). Parsing is a pure function of the
+//! text; reading the file and applying a board profile happen in the caller. Unknown keys are
+//! rejected, so a typo never silently falls back to a default.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+/// The whole configuration, after defaults and validation.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub rtsp: RtspConfig,
+    pub http: HttpConfig,
+    pub media: MediaConfig,
+    /// One table per stream; empty in the file means one stream `live` from `testsrc`.
+    pub streams: BTreeMap<String, StreamConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtspConfig {
+    /// TCP port of the RTSP server.
+    pub port: u16,
+    /// Address to listen on.
+    pub bind: String,
+    /// First of the two server UDP ports (RTP; RTCP is +1) for UDP viewers. 0 = pick free ports.
+    pub udp_port: u16,
+    /// A UDP session with no keep-alive (RTSP request or RTCP) for this long is torn down.
+    pub session_timeout_s: u32,
+    /// A TCP viewer whose socket accepted nothing for this long is disconnected.
+    pub stall_timeout_ms: u32,
+    /// Viewers across all streams; further SETUPs get 453. 0 = the board's (or built-in) limit.
+    pub max_viewers: u32,
+    /// RTP packet size in bytes (header included); keep under the path MTU.
+    pub max_packet_bytes: u16,
+}
+
+impl Default for RtspConfig {
+    fn default() -> Self {
+        RtspConfig {
+            port: 8554,
+            bind: "0.0.0.0".into(),
+            udp_port: 8000,
+            session_timeout_s: 60,
+            stall_timeout_ms: 10_000,
+            max_viewers: 0,
+            max_packet_bytes: 1400,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// TCP port of the HTTP server (web page, API, HLS).
+    pub port: u16,
+    pub bind: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            port: 8080,
+            bind: "0.0.0.0".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// Ceiling for all media memory (frame rings, HLS segments, viewer buffers) in MiB.
+    /// 0 = the board profile's figure (or 16 MiB without a board). Start-up fails if the
+    /// streams' buffers do not fit.
+    pub memory_mib: u32,
+}
+
+/// One stream: a video source (and optionally a second input for AAC audio).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamConfig {
+    pub source: SourceConfig,
+    /// A second input carrying AAC in ADTS (e.g. a second pipe or command). Not needed for
+    /// `testsrc`, which makes its own tone.
+    pub audio: Option<SourceConfig>,
+    /// How much media the stream's ring holds, in milliseconds at `max_bitrate_kbps`. Must
+    /// cover at least one GOP (new viewers start at the last keyframe) plus viewer lag.
+    pub buffer_ms: u32,
+    /// The highest bitrate the encoder produces; sizes the ring.
+    pub max_bitrate_kbps: u32,
+    /// RTSP authentication for this stream; absent = open.
+    pub auth: Option<AuthConfig>,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            source: SourceConfig::default(),
+            audio: None,
+            buffer_ms: 3000,
+            max_bitrate_kbps: 4000,
+            auth: None,
+        }
+    }
+}
+
+impl StreamConfig {
+    /// Bytes of the stream's frame ring.
+    pub fn ring_bytes(&self) -> usize {
+        (self.buffer_ms as u64 * self.max_bitrate_kbps as u64 / 8) as usize
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub user: String,
+    pub password: String,
+}
+
+/// Where a stream's bytes come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// Built in: a moving test pattern (H.264) with a tone (AAC). Needs no camera, no ffmpeg.
+    Testsrc,
+    /// An encoder process rillcast starts and supervises, reading its stdout.
+    Exec,
+    /// A file, looped at real-time pace.
+    File,
+    /// rillcast's own standard input.
+    Stdin,
+    /// Connect to a TCP server that sends the stream (reconnecting with backoff).
+    Tcp,
+    /// Receive datagrams on a UDP address.
+    Udp,
+}
+
+/// What the bytes are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceFormat {
+    /// H.264 Annex B elementary stream.
+    H264,
+    /// H.265 Annex B elementary stream.
+    H265,
+    /// AAC in ADTS (audio inputs).
+    Adts,
+    /// MPEG-TS carrying H.264/H.265 and AAC; PES timestamps are used.
+    Mpegts,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceConfig {
+    pub kind: SourceKind,
+    /// Byte format of the input (ignored for testsrc).
+    pub format: SourceFormat,
+    /// `exec`: the encoder as an argument vector, run without a shell.
+    pub command: Vec<String>,
+    /// `exec`: a shell line run with `sh -c`, only when you want a pipeline on purpose.
+    pub shell: Option<String>,
+    /// `file`: the path.
+    pub path: Option<PathBuf>,
+    /// `tcp`: host:port to connect to; `udp`: local address to bind.
+    pub address: Option<String>,
+    /// Nominal frame rate; 0 = from the SPS timing info, else 30.
+    pub fps: f64,
+    /// `testsrc`: picture size and GOP length.
+    pub width: u32,
+    pub height: u32,
+    pub gop_frames: u32,
+    /// `testsrc`: also make an AAC tone.
+    pub audio: bool,
+    /// `exec`/`tcp`: first restart delay; doubles up to `restart_max_ms`.
+    pub restart_min_ms: u32,
+    pub restart_max_ms: u32,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        SourceConfig {
+            kind: SourceKind::Testsrc,
+            format: SourceFormat::H264,
+            command: Vec::new(),
+            shell: None,
+            path: None,
+            address: None,
+            fps: 0.0,
+            width: 1280,
+            height: 720,
+            gop_frames: 30,
+            audio: true,
+            restart_min_ms: 500,
+            restart_max_ms: 30_000,
+        }
+    }
+}
+
+/// A configuration error, formatted for a person: file, line, what is wrong, and a hint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{}: {}", self.file, l, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Parses and validates config text. `file` only names the source in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of_offset(text, s.start));
+            let msg = e.message().trim_end().to_string();
+            ConfigError {
+                file: file.into(),
+                line,
+                message: with_hint(msg),
+            }
+        })?;
+        if cfg.streams.is_empty() {
+            cfg.streams.insert("live".into(), StreamConfig::default());
+        }
+        cfg.validate().map_err(|(key, message)| ConfigError {
+            file: file.into(),
+            line: line_of_key(text, &key),
+            message: format!("{key}: {message}"),
+        })?;
+        Ok(cfg)
+    }
+
+    /// Cross-field checks that serde cannot express. Returns the dotted key and the problem.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let err = |k: &str, m: &str| Err((k.to_string(), m.to_string()));
+        if self.rtsp.port == 0 {
+            return err("rtsp.port", "must be 1..=65535");
+        }
+        if self.http.port == 0 {
+            return err("http.port", "must be 1..=65535");
+        }
+        if self.http.port == self.rtsp.port && self.http.bind == self.rtsp.bind {
+            return err("http.port", "must differ from rtsp.port");
+        }
+        if self.rtsp.udp_port != 0
+            && (self.rtsp.udp_port == u16::MAX
+                || [self.rtsp.udp_port, self.rtsp.udp_port + 1].contains(&self.rtsp.port))
+        {
+            return err(
+                "rtsp.udp_port",
+                "needs two free ports (RTP, RTCP) apart from rtsp.port",
+            );
+        }
+        if !(5..=3600).contains(&self.rtsp.session_timeout_s) {
+            return err("rtsp.session_timeout_s", "must be 5..=3600");
+        }
+        if !(500..=600_000).contains(&self.rtsp.stall_timeout_ms) {
+            return err("rtsp.stall_timeout_ms", "must be 500..=600000");
+        }
+        if !(576..=9000).contains(&self.rtsp.max_packet_bytes) {
+            return err("rtsp.max_packet_bytes", "must be 576..=9000");
+        }
+        for (name, s) in &self.streams {
+            let k = |f: &str| format!("streams.{name}.{f}");
+            if name.is_empty()
+                || name.len() > 32
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                return Err((
+                    format!("streams.{name}"),
+                    "stream names are 1-32 characters of A-Z a-z 0-9 _ -".into(),
+                ));
+            }
+            if !(500..=60_000).contains(&s.buffer_ms) {
+                return Err((k("buffer_ms"), "must be 500..=60000".into()));
+            }
+            if !(64..=100_000).contains(&s.max_bitrate_kbps) {
+                return Err((k("max_bitrate_kbps"), "must be 64..=100000".into()));
+            }
+            validate_source(&s.source, &k("source"), false)?;
+            if let Some(a) = &s.audio {
+                validate_source(a, &k("audio"), true)?;
+            }
+            if let Some(a) = &s.auth {
+                if a.user.is_empty() || a.user.contains(':') || a.password.is_empty() {
+                    return Err((
+                        k("auth"),
+                        "user (no ':') and password must be non-empty".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn validate_source(s: &SourceConfig, key: &str, audio: bool) -> Result<(), (String, String)> {
+    let e = |f: &str, m: &str| Err((format!("{key}.{f}"), m.to_string()));
+    if audio {
+        if s.kind == SourceKind::Testsrc {
+            return e(
+                "kind",
+                "testsrc makes its own audio; use source.audio = true",
+            );
+        }
+        if s.format != SourceFormat::Adts {
+            return e(
+                "format",
+                "audio inputs carry AAC in ADTS: format = \"adts\"",
+            );
+        }
+    } else if s.format == SourceFormat::Adts {
+        return e(
+            "format",
+            "the video source must be h264, h265 or mpegts (audio goes in the audio table)",
+        );
+    }
+    if !(s.fps == 0.0 || (1.0..=240.0).contains(&s.fps)) {
+        return e("fps", "must be 0 (auto) or 1..=240");
+    }
+    if s.restart_min_ms == 0 || s.restart_min_ms > s.restart_max_ms {
+        return e("restart_min_ms", "must be > 0 and <= restart_max_ms");
+    }
+    match s.kind {
+        SourceKind::Testsrc => {
+            if s.width == 0 || s.height == 0 || s.width % 16 != 0 || s.height % 16 != 0 {
+                return e(
+                    "width",
+                    "testsrc width and height must be non-zero multiples of 16",
+                );
+            }
+            if s.width > 1920 || s.height > 1088 {
+                return e("width", "testsrc is at most 1920x1088");
+            }
+            if !(1..=600).contains(&s.gop_frames) {
+                return e("gop_frames", "must be 1..=600");
+            }
+            if s.format != SourceFormat::H264 {
+                return e("format", "testsrc makes H.264 only");
+            }
+        }
+        SourceKind::Exec => match (&s.shell, s.command.is_empty()) {
+            (Some(_), false) => return e("shell", "set either command or shell, not both"),
+            (None, true) => {
+                return e(
+                    "command",
+                    "exec needs command = [\"program\", \"arg\", ...] (or shell = \"...\")",
+                )
+            }
+            _ => {}
+        },
+        SourceKind::File => {
+            if s.path.is_none() {
+                return e("path", "file sources need path = \"...\"");
+            }
+        }
+        SourceKind::Stdin => {}
+        SourceKind::Tcp | SourceKind::Udp => match &s.address {
+            None => return e("address", "needs address = \"host:port\""),
+            Some(a) if !a.contains(':') => {
+                return e("address", "expected host:port, e.g. \"127.0.0.1:9000\"")
+            }
+            _ => {}
+        },
+    }
+    Ok(())
+}
+
+fn with_hint(msg: String) -> String {
+    if msg.starts_with("unknown field") {
+        format!("{msg} (see config/rillcast.toml for every key)")
+    } else {
+        msg
+    }
+}
+
+fn line_of_offset(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Best-effort line of a dotted key (`streams.live.source.path`): the last assignment of its
+/// final component inside the right table, else the table header.
+fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
+    let parts: Vec<&str> = dotted.split('.').collect();
+    let (last, tables) = parts.split_last()?;
+    let mut table_line = None;
+    let mut in_table = tables.is_empty();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if let Some(h) = line.strip_prefix('[') {
+            let h = h.trim_end_matches(']').trim();
+            let h: String = h.chars().filter(|c| !c.is_whitespace()).collect();
+            in_table = tables.join(".") == h || tables.len() > 1 && h == tables[..2].join(".");
+            if tables.join(".") == h {
+                table_line = Some(i + 1);
+            }
+            continue;
+        }
+        let key = line.split('=').next().unwrap_or("").trim();
+        if in_table && (key == *last || key.ends_with(&format!(".{last}"))) {
+            return Some(i + 1);
+        }
+    }
+    table_line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_one_testsrc_stream() {
+        let c = Config::parse("", "t.toml").unwrap();
+        assert_eq!(c.rtsp.port, 8554);
+        assert_eq!(c.http.port, 8080);
+        assert_eq!(c.streams.len(), 1);
+        assert_eq!(c.streams["live"].source.kind, SourceKind::Testsrc);
+    }
+
+    #[test]
+    fn ports_only_is_valid() {
+        let c = Config::parse("[rtsp]\nport = 9554\n[http]\nport = 9080\n", "t").unwrap();
+        assert_eq!((c.rtsp.port, c.http.port), (9554, 9080));
+        assert!(c.streams.contains_key("live"));
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_hint() {
+        let e = Config::parse("[rtsp]\nport = 1\nprot = 2\n", "x.toml").unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.to_string().starts_with("x.toml:3:"), "{e}");
+        assert!(e.message.contains("prot"), "{e}");
+        assert!(e.message.contains("config/rillcast.toml"), "{e}");
+    }
+
+    #[test]
+    fn bad_kind_lists_choices() {
+        let e = Config::parse("[streams.a.source]\nkind = \"usb\"\n", "x").unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert!(e.message.contains("testsrc"), "{e}");
+    }
+
+    #[test]
+    fn cross_field_errors_name_key_and_line() {
+        let t = "[streams.cam]\nbuffer_ms = 3000\n[streams.cam.source]\nkind = \"file\"\n";
+        let e = Config::parse(t, "x").unwrap_err();
+        assert!(e.message.starts_with("streams.cam.source.path"), "{e}");
+        assert_eq!(e.line, Some(3), "{e}");
+        let t = "[streams.cam.source]\nkind = \"tcp\"\naddress = \"nohost\"\n";
+        let e = Config::parse(t, "x").unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+    }
+
+    #[test]
+    fn several_streams_side_by_side() {
+        let t = r#"
+[streams.live.source]
+kind = "exec"
+command = ["rpicam-vid", "-t", "0", "--inline", "-o", "-"]
+[streams.sub.source]
+kind = "tcp"
+address = "127.0.0.1:9000"
+format = "mpegts"
+[streams.sub.audio]
+kind = "exec"
+format = "adts"
+shell = "arecord -f S16_LE | faac -o - -"
+"#;
+        let c = Config::parse(t, "x").unwrap();
+        assert_eq!(c.streams.len(), 2);
+        assert_eq!(c.streams["live"].source.command[0], "rpicam-vid");
+        assert_eq!(
+            c.streams["sub"].audio.as_ref().unwrap().format,
+            SourceFormat::Adts
+        );
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        for (t, key) in [
+            ("[rtsp]\nport = 0\n", "rtsp.port"),
+            ("[rtsp]\nport = 8080\n", "http.port"),
+            ("[streams.\"a b\"]\n", "streams.a b"),
+            ("[streams.x]\nbuffer_ms = 10\n", "streams.x.buffer_ms"),
+            (
+                "[streams.x.source]\nkind = \"exec\"\n",
+                "streams.x.source.command",
+            ),
+            (
+                "[streams.x.source]\nwidth = 100\n",
+                "streams.x.source.width",
+            ),
+            (
+                "[streams.x.audio]\nkind = \"stdin\"\n",
+                "streams.x.audio.format",
+            ),
+        ] {
+            let e = Config::parse(t, "x").unwrap_err();
+            assert!(e.message.starts_with(key), "{t:?} -> {e}");
+        }
+        let e = Config::parse("[rtsp]\nport = 70000\n", "x").unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+    }
+
+    #[test]
+    fn shipped_reference_config_matches_defaults() {
+        let text = include_str!("../config/rillcast.toml");
+        let c = Config::parse(text, "config/rillcast.toml").unwrap();
+        assert_eq!(c, Config::parse("", "").unwrap());
+    }
+
+    #[test]
+    fn print_config_round_trips() {
+        let c = Config::parse("[rtsp]\nport = 9554\n", "x").unwrap();
+        let text = toml::to_string(&c).unwrap();
+        assert_eq!(Config::parse(&text, "y").unwrap(), c);
+    }
+}
