@@ -72,8 +72,20 @@ report="$(
 )"
 printf 'stripped sizes (%s profile):\n%s\n' "$profile" "$report"
 if [[ $release -eq 1 ]]; then
-    printf '%s\n' "$report" >"$out/sizes.txt"
-    log "wrote out/sizes.txt"
+    # Merge into out/sizes.txt: rows of boards not built this time are kept.
+    {
+        head -n1 <<<"$report"
+        {
+            tail -n +2 <<<"$report"
+            if [[ -f $out/sizes.txt ]]; then
+                tail -n +2 "$out/sizes.txt" | while read -r b rest; do
+                    [[ " ${boards[*]} " == *" $b "* ]] || printf '%s\n' "$b $rest"
+                done
+            fi
+        } | sort -k1,1 | awk '{ printf "%-22s %-32s %10d %8.3f %6d\n", $1, $2, $3, $4, $5 }'
+    } >"$out/sizes.txt.new"
+    mv "$out/sizes.txt.new" "$out/sizes.txt"
+    log "updated out/sizes.txt"
     # Size budget: a 32-bit ARM release binary must stay <= 1.5 MiB (project requirement).
     budget=${RILLCAST_MAX_ARM32_BYTES:-1572864}
     for t in "${targets[@]}"; do
