@@ -10,6 +10,7 @@
 # the dev profile is built (fast, for qemu smoke tests). A 32-bit ARM release binary over
 # 1.5 MiB (RILLCAST_MAX_ARM32_BYTES) fails the build.
 set -euo pipefail
+# shellcheck source=scripts/cross-env.sh
 source "$(dirname "$0")/cross-env.sh"
 
 usage() { die "usage: $0 BOARD|--all [--release]   (boards: $(all_boards | tr '\n' ' '))"; }

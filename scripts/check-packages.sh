@@ -11,7 +11,10 @@
 # .tar.gz: entries, owners, modes, static binary, and the BusyBox init script exercised under
 #       BusyBox ash: start, restart after a crash, status, stop with no process left.
 # Prints `N passed, N failed`; exits non-zero on any failure.
+# SC2016: the single-quoted bash -c bodies expand their own "$1" on purpose.
+# shellcheck disable=SC2016
 set -euo pipefail
+# shellcheck source=scripts/cross-env.sh
 source "$(dirname "$0")/cross-env.sh"
 
 ensure_apt dpkg binutils busybox shellcheck systemd

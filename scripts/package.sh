@@ -19,6 +19,7 @@
 # packaging metadata in Cargo.toml, and the maintainer scripts stay plain files under
 # packaging/ where scripts/check-packages.sh checks them.
 set -euo pipefail
+# shellcheck source=scripts/cross-env.sh
 source "$(dirname "$0")/cross-env.sh"
 
 board=""

@@ -17,6 +17,7 @@
 #
 # Prints a closing line `N passed, N failed` and exits non-zero on any failure.
 set -euo pipefail
+# shellcheck source=scripts/cross-env.sh
 source "$(dirname "$0")/cross-env.sh"
 
 boards=()
