@@ -16,8 +16,12 @@
 //! processes and the clock.
 #![deny(unsafe_code)]
 
+pub mod board;
+pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod ingest;
 pub mod media;
+pub mod net;
 pub mod proto;
-pub mod cli;
+pub mod sd_notify;
