@@ -225,6 +225,16 @@ impl std::error::Error for ConfigError {}
 impl Config {
     /// Parses and validates config text. `file` only names the source in errors.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        Self::parse_with_encoder(text, file, None)
+    }
+
+    /// Like [`Config::parse`], with a board's encoder command for `exec` sources (video) that
+    /// set neither `command` nor `shell`.
+    pub fn parse_with_encoder(
+        text: &str,
+        file: &str,
+        board_encoder: Option<&[String]>,
+    ) -> Result<Config, ConfigError> {
         let mut cfg: Config = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| line_of_offset(text, s.start));
             let msg = e.message().trim_end().to_string();
@@ -236,6 +246,14 @@ impl Config {
         })?;
         if cfg.streams.is_empty() {
             cfg.streams.insert("live".into(), StreamConfig::default());
+        }
+        if let Some(cmd) = board_encoder {
+            for s in cfg.streams.values_mut() {
+                let src = &mut s.source;
+                if src.kind == SourceKind::Exec && src.command.is_empty() && src.shell.is_none() {
+                    src.command = cmd.to_vec();
+                }
+            }
         }
         cfg.validate().map_err(|(key, message)| ConfigError {
             file: file.into(),
@@ -361,7 +379,7 @@ fn validate_source(s: &SourceConfig, key: &str, audio: bool) -> Result<(), (Stri
             (None, true) => {
                 return e(
                     "command",
-                    "exec needs command = [\"program\", \"arg\", ...] (or shell = \"...\")",
+                    "exec needs command = [\"program\", \"arg\", ...] (or shell = \"...\", or --board NAME)",
                 )
             }
             _ => {}
@@ -528,6 +546,15 @@ shell = "arecord -f S16_LE | faac -o - -"
         let text = include_str!("../config/rillcast.toml");
         let c = Config::parse(text, "config/rillcast.toml").unwrap();
         assert_eq!(c, Config::parse("", "").unwrap());
+    }
+
+    #[test]
+    fn board_encoder_fills_empty_exec_command() {
+        let t = "[streams.live.source]\nkind = \"exec\"\n";
+        assert!(Config::parse(t, "x").is_err());
+        let cmd = vec!["rpicam-vid".to_string(), "-o".into(), "-".into()];
+        let c = Config::parse_with_encoder(t, "x", Some(&cmd)).unwrap();
+        assert_eq!(c.streams["live"].source.command, cmd);
     }
 
     #[test]

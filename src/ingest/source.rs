@@ -70,8 +70,14 @@ pub fn video_params(codec: Codec, vps: &[u8], sps: &[u8], pps: &[u8]) -> VideoPa
     }
 }
 
-fn h265_sps_summary(_sps: &[u8]) -> (u32, u32, Option<(u32, u32)>) {
-    (0, 0, None)
+fn h265_sps_summary(sps: &[u8]) -> (u32, u32, Option<(u32, u32)>) {
+    match crate::media::h265::parse_sps(sps) {
+        Ok(i) => (i.width, i.height, i.fps),
+        Err(e) => {
+            log::warn!("H.265 SPS not understood ({e:?}); resolution unknown");
+            (0, 0, None)
+        }
+    }
 }
 
 /// Video: Annex B in, stamped access units into the hub.
@@ -399,7 +405,7 @@ async fn read_exec(
     let mut stdout = child.stdout.take().ok_or("no stdout")?;
     if let Some(stderr) = child.stderr.take() {
         let tag = name.to_string();
-        smol::spawn(async move {
+        crate::net::spawn(async move {
             use smol::io::AsyncBufReadExt;
             let mut lines = smol::io::BufReader::new(stderr).lines();
             while let Some(Ok(line)) = smol::stream::StreamExt::next(&mut lines).await {

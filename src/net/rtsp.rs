@@ -145,8 +145,8 @@ impl RtspServer {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        smol::spawn(self.clone().housekeeping()).detach();
-        smol::spawn(self.clone().rtcp_receiver()).detach();
+        crate::net::spawn(self.clone().housekeeping()).detach();
+        crate::net::spawn(self.clone().rtcp_receiver()).detach();
         let max_conns = self.max_viewers as u64 + 16;
         let open = Rc::new(Cell::new(0u64));
         loop {
@@ -169,7 +169,7 @@ impl RtspServer {
             open.set(open.get() + 1);
             let server = self.clone();
             let open = open.clone();
-            smol::spawn(async move {
+            crate::net::spawn(async move {
                 server.connection(stream, peer).await;
                 open.set(open.get() - 1);
             })
