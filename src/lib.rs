@@ -16,8 +16,8 @@
 //! processes and the clock.
 #![deny(unsafe_code)]
 
+pub mod cli;
 pub mod config;
 pub mod ingest;
 pub mod media;
 pub mod proto;
-pub mod cli;

@@ -40,6 +40,9 @@ pub const MAX_PEER_CHUNK_STREAMS: usize = 8;
 /// Per-stream reassembly buffers above this are released after use, so one hostile message
 /// does not pin its memory for the life of the connection.
 const RETAINED_BUFFER_BYTES: usize = 4096;
+/// Reassembly buffer allocated up front per chunk stream: control messages, acks and pings
+/// (all under 64 bytes) never allocate after construction.
+const PREALLOCATED_BUFFER_BYTES: usize = 256;
 /// Largest chunk header: 3-byte basic header + 11-byte fmt 0 header + 4-byte extended timestamp.
 const MAX_HEADER_BYTES: usize = 3 + 11 + 4;
 /// A 24-bit timestamp field with this value means "see the extended timestamp" (spec 5.3.1.3).
@@ -356,7 +359,10 @@ impl ChunkReader {
         ChunkReader {
             chunk_size: DEFAULT_CHUNK_SIZE,
             streams: (0..MAX_PEER_CHUNK_STREAMS)
-                .map(|_| ReaderStream::default())
+                .map(|_| ReaderStream {
+                    buf: Vec::with_capacity(PREALLOCATED_BUFFER_BYTES),
+                    ..ReaderStream::default()
+                })
                 .collect(),
             hdr: [0; MAX_HEADER_BYTES],
             hdr_len: 0,
