@@ -131,7 +131,7 @@ fn steady_state_media_allocates_nothing() {
     // Origin traffic during steady state, built before measuring.
     let control: Vec<Vec<u8>> = (0..40u32)
         .map(|i| {
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 msg(
                     &mut o,
                     2,
@@ -151,12 +151,12 @@ fn steady_state_media_allocates_nothing() {
         })
         .collect();
 
-    let mut send = |p: &mut RtmpPublisher, i: u64| {
+    let send = |p: &mut RtmpPublisher, i: u64| {
         let vm = FrameMeta {
             track: Track::Video,
             pts: i * 3600,
             dts: i * 3600,
-            keyframe: i % 25 == 0,
+            keyframe: i.is_multiple_of(25),
         };
         let f = if vm.keyframe { &key } else { &inter };
         p.send_video(vm, f, &params).unwrap();
@@ -177,7 +177,7 @@ fn steady_state_media_allocates_nothing() {
     let before = allocs();
     for i in 30..430 {
         send(&mut p, i);
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             // In order: the origin's chunk header compression depends on it.
             let m = next_control.next().unwrap();
             p.handle_input(m, i).unwrap();
