@@ -797,3 +797,26 @@ fn long_running_timestamps_use_extended_field() {
         ]
     );
 }
+
+/// A ping flood while the shell is not writing: responses beyond the control queue's fixed
+/// capacity are dropped and counted, never buffered without bound.
+#[test]
+fn hostile_ping_flood_is_bounded() {
+    let (mut p, mut o) = to_publishing(RtmpConfig::default());
+    let mut flood = Vec::new();
+    for i in 0..5000u32 {
+        let mut ev = vec![0, 6];
+        ev.extend_from_slice(&i.to_be_bytes());
+        flood.extend(o.msg(2, msg_type::USER_CONTROL, 0, &ev));
+    }
+    p.handle_input(&flood, 10).unwrap();
+    let dropped = p.stats().dropped_pings;
+    let responses = o.read(&drain(&mut p));
+    assert!(dropped > 0, "the control queue must fill");
+    assert_eq!(responses.len() as u64 + dropped, 5000);
+    assert!(
+        responses.len() * 10 <= 16 * 1024,
+        "at most the control queue's capacity"
+    );
+    assert_eq!(p.state(), RtmpState::Publishing);
+}
