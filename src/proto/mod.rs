@@ -1,6 +1,5 @@
 //! Protocol cores: sans-IO, no sockets, no clock reads. Each takes bytes and `now` and writes
 //! into buffers the caller hands it.
-//! Protocol cores: sans-IO, no sockets, no clock reads.
 
 pub mod hls;
 pub mod rtmp;
