@@ -1,1 +1,3 @@
 //! Protocol cores: sans-IO, no sockets, no clock reads.
+
+pub mod rtsp;
