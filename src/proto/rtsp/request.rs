@@ -377,3 +377,327 @@ fn find_cseq(head: &[u8]) -> Option<&str> {
             .then_some(value)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FFMPEG_DESCRIBE: &[u8] =
+        include_bytes!("../../../tests/fixtures/rtsp/ffmpeg_describe.txt");
+    const GST_SETUP_UDP: &[u8] =
+        include_bytes!("../../../tests/fixtures/rtsp/gstreamer_setup_udp.txt");
+    const FIXTURES: [&[u8]; 6] = [
+        FFMPEG_DESCRIBE,
+        GST_SETUP_UDP,
+        include_bytes!("../../../tests/fixtures/rtsp/ffmpeg_setup_tcp.txt"),
+        include_bytes!("../../../tests/fixtures/rtsp/ffmpeg_digest_qop_describe.txt"),
+        include_bytes!("../../../tests/fixtures/rtsp/gstreamer_play_udp.txt"),
+        include_bytes!("../../../tests/fixtures/rtsp/ffmpeg_teardown_tcp.txt"),
+    ];
+
+    fn request(buf: &[u8]) -> (Request<'_>, usize) {
+        match parse(buf) {
+            Ok(Parsed::Request { req, consumed }) => (req, consumed),
+            other => panic!("expected a request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ffmpeg_describe_fixture() {
+        let (req, consumed) = request(FFMPEG_DESCRIBE);
+        assert_eq!(consumed, FFMPEG_DESCRIBE.len());
+        assert_eq!(req.method, "DESCRIBE");
+        assert_eq!(req.uri, "rtsp://127.0.0.1:18554/live");
+        assert_eq!(req.version, "RTSP/1.0");
+        assert_eq!(req.headers.len(), 3);
+        assert_eq!(req.header("accept"), Some("application/sdp"));
+        assert_eq!(req.header("USER-AGENT"), Some("Lavf59.27.100"));
+        assert_eq!(req.cseq(), Some("2"));
+        assert_eq!(req.header("Session"), None);
+        assert!(req.body.is_empty());
+    }
+
+    #[test]
+    fn every_strict_prefix_is_incomplete() {
+        for fx in FIXTURES {
+            for n in 0..fx.len() {
+                assert_eq!(parse(&fx[..n]), Ok(Parsed::Incomplete), "prefix {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn pipelined_requests_and_interleaved_frames() {
+        let mut buf = b"\r\n".to_vec(); // a stray CRLF between requests is skipped
+        buf.extend_from_slice(GST_SETUP_UDP);
+        buf.extend_from_slice(b"$\x01\x00\x03abc");
+        buf.extend_from_slice(FFMPEG_DESCRIBE);
+        let (req, consumed) = request(&buf);
+        assert_eq!(req.method, "SETUP");
+        assert_eq!(
+            req.header("transport"),
+            Some("RTP/AVP;unicast;client_port=51992-51993")
+        );
+        assert_eq!(consumed, 2 + GST_SETUP_UDP.len());
+        let rest = &buf[consumed..];
+        assert_eq!(
+            parse(rest),
+            Ok(Parsed::Interleaved {
+                channel: 1,
+                payload: b"abc",
+                consumed: 7
+            })
+        );
+        assert_eq!(parse(&rest[..6]), Ok(Parsed::Incomplete));
+        assert_eq!(parse(&rest[..3]), Ok(Parsed::Incomplete));
+        let (req, consumed) = request(&rest[7..]);
+        assert_eq!((req.method, consumed), ("DESCRIBE", FFMPEG_DESCRIBE.len()));
+    }
+
+    #[test]
+    fn body_by_content_length() {
+        let msg = b"SET_PARAMETER rtsp://h/live RTSP/1.0\r\nCSeq: 9\r\nContent-Length: 12\r\n\r\nbarparam: x\nNEXT";
+        let full = msg.len() - 4;
+        for n in 0..full {
+            assert_eq!(parse(&msg[..n]), Ok(Parsed::Incomplete));
+        }
+        let (req, consumed) = request(msg);
+        assert_eq!(consumed, full);
+        assert_eq!(req.body, b"barparam: x\n");
+        // Same value twice is fine; different values are not.
+        let dup = b"X * RTSP/1.0\r\nContent-Length: 1\r\ncontent-length: 1\r\n\r\nZ";
+        assert_eq!(request(dup).0.body, b"Z");
+        let bad = b"X * RTSP/1.0\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nZZ";
+        assert_eq!(parse(bad), Err(RequestError::BadContentLength));
+    }
+
+    #[test]
+    fn bare_lf_line_endings_are_accepted() {
+        let (req, consumed) = request(b"OPTIONS * RTSP/1.0\nCSeq: 1\n\n");
+        assert_eq!((req.uri, req.cseq(), consumed), ("*", Some("1"), 28));
+    }
+
+    #[test]
+    fn head_limit_is_enforced_as_soon_as_8k_pass() {
+        let mut buf = b"OPTIONS * RTSP/1.0\r\n".to_vec();
+        while buf.len() < MAX_HEAD_BYTES + 100 {
+            buf.extend_from_slice(b"X-Pad: 0123456789012345678901234567890123456789\r\n");
+        }
+        // Under 8 KiB without a blank line: keep reading (header count is only checked once
+        // the head is complete, so this is the size limit speaking).
+        assert_eq!(parse(&buf[..MAX_HEAD_BYTES - 1]), Ok(Parsed::Incomplete));
+        assert_eq!(parse(&buf[..MAX_HEAD_BYTES]), Err(RequestError::TooLarge));
+        assert_eq!(parse(&buf), Err(RequestError::TooLarge));
+        // Only CRLFs: also bounded.
+        assert_eq!(parse(&[b'\n'; MAX_HEAD_BYTES]), Err(RequestError::TooLarge));
+    }
+
+    #[test]
+    fn limit_errors() {
+        let long_line = [b'a'; MAX_LINE_BYTES + 2];
+        assert_eq!(parse(&long_line), Err(RequestError::LineTooLong));
+        assert_eq!(parse(&long_line[..MAX_LINE_BYTES]), Ok(Parsed::Incomplete));
+        let mut many = b"OPTIONS * RTSP/1.0\r\n".to_vec();
+        for i in 0..=MAX_HEADERS {
+            many.extend_from_slice(format!("H{i}: v\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        assert_eq!(parse(&many), Err(RequestError::TooManyHeaders));
+        let big_body = b"X * RTSP/1.0\r\nContent-Length: 4097\r\n\r\n";
+        assert_eq!(parse(big_body), Err(RequestError::BodyTooLarge));
+        assert_eq!(
+            parse(b"$\x00\x20\x01"),
+            Err(RequestError::InterleavedTooLarge)
+        );
+    }
+
+    #[test]
+    fn malformed_requests() {
+        use RequestError::*;
+        let cases: [(&[u8], RequestError); 12] = [
+            (b"OPTIONS *\r\n\r\n", BadRequestLine),
+            (b"OPTIONS  * RTSP/1.0\r\n\r\n", BadRequestLine),
+            (b"OPTIONS * RTSP/1.0 x\r\n\r\n", BadRequestLine),
+            (b"GET / HTTP/1.1\r\n\r\n", BadRequestLine),
+            (b"OPT(IONS * RTSP/1.0\r\n\r\n", BadRequestLine),
+            (b"OPTIONS * RTSP/1\r\n\r\n", BadRequestLine),
+            (b"OPTIONS * RTSP/2.0\r\n\r\n", UnsupportedVersion),
+            (b"OPTIONS * RTSP/1.1\r\n\r\n", UnsupportedVersion),
+            (b"OPTIONS * RTSP/1.0\r\nNoColon\r\n\r\n", BadHeader),
+            (b"OPTIONS * RTSP/1.0\r\nA: b\r\n folded\r\n\r\n", BadHeader),
+            (
+                b"OPTIONS * RTSP/1.0\r\nContent-Length: -1\r\n\r\n",
+                BadContentLength,
+            ),
+            (
+                b"OPTIONS * RTSP/1.0\r\nContent-Length: 1e3\r\n\r\n",
+                BadContentLength,
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                parse(input),
+                Err(want),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        assert_eq!(
+            parse(b"OPTIONS * RTSP/1.0\r\nX: \xff\r\n\r\n"),
+            Err(BadHeader)
+        );
+    }
+
+    #[test]
+    fn response_bytes() {
+        let mut out = Vec::new();
+        write_response(
+            &mut out,
+            200,
+            Some("3"),
+            &[("Session", "ABC;timeout=60")],
+            b"",
+        );
+        assert_eq!(
+            out,
+            b"RTSP/1.0 200 OK\r\nCSeq: 3\r\nServer: rillcast\r\nSession: ABC;timeout=60\r\n\r\n"
+        );
+        out.clear();
+        write_response(&mut out, 461, None, &[], b"xy");
+        assert_eq!(
+            out,
+            b"RTSP/1.0 461 Unsupported Transport\r\nServer: rillcast\r\nContent-Length: 2\r\n\r\nxy"
+        );
+        for (status, phrase) in [
+            (400, "Bad Request"),
+            (401, "Unauthorized"),
+            (404, "Not Found"),
+            (405, "Method Not Allowed"),
+            (451, "Parameter Not Understood"),
+            (453, "Not Enough Bandwidth"),
+            (454, "Session Not Found"),
+            (455, "Method Not Valid in This State"),
+            (459, "Aggregate Operation Not Allowed"),
+            (500, "Internal Server Error"),
+            (501, "Not Implemented"),
+            (505, "RTSP Version not supported"),
+            (551, "Option not supported"),
+        ] {
+            assert_eq!(reason_phrase(status), phrase);
+        }
+    }
+
+    #[test]
+    fn error_response_echoes_cseq_when_found() {
+        let input = b"OPTIONS * RTSP/2.0\r\nCSeq: 17\r\n\r\n";
+        let err = parse(input).unwrap_err();
+        let mut out = Vec::new();
+        write_error_response(&mut out, err, input);
+        assert_eq!(
+            out,
+            b"RTSP/1.0 505 RTSP Version not supported\r\nCSeq: 17\r\nServer: rillcast\r\n\r\n"
+        );
+        out.clear();
+        write_error_response(&mut out, RequestError::TooLarge, &[b'x'; 9000]);
+        assert_eq!(
+            out,
+            b"RTSP/1.0 413 Request Entity Too Large\r\nServer: rillcast\r\n\r\n"
+        );
+    }
+
+    /// Bounded random-input test: 20k random and mutated buffers. `parse` must not panic,
+    /// `consumed` must stay within the buffer and the limits, and the answer must depend only on
+    /// the first `MAX_HEAD_BYTES + MAX_BODY_BYTES` bytes (it never looks further).
+    #[test]
+    fn random_and_mutated_inputs_never_panic_or_overread() {
+        const WINDOW: usize = MAX_HEAD_BYTES + MAX_BODY_BYTES;
+        let mut state = 0x5eed_u64;
+        let mut next = move || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        const ALPHABET: &[u8] = b"\r\n\r\n: $-0123456789RTSP/1.0 CSeq Content-Length\x00\xff\t";
+        let mut counts = [0usize; 4];
+        for i in 0..20_000 {
+            let mut buf: Vec<u8> = if i % 2 == 0 {
+                let fx = FIXTURES[(next() % FIXTURES.len() as u64) as usize];
+                let mut b = fx.to_vec();
+                for _ in 0..1 + next() % 8 {
+                    let pos = (next() % (b.len() as u64 + 1)) as usize;
+                    match next() % 5 {
+                        0 if pos < b.len() => b[pos] = next() as u8,
+                        1 => b.insert(pos, ALPHABET[(next() % ALPHABET.len() as u64) as usize]),
+                        2 if pos < b.len() => {
+                            b.remove(pos);
+                        }
+                        3 => b.truncate(pos),
+                        _ => {
+                            let tail = b[pos..].to_vec();
+                            b.extend_from_slice(&tail);
+                        }
+                    }
+                }
+                b
+            } else {
+                let len = match next() % 4 {
+                    0 => (next() % 16) as usize,
+                    1 => (next() % 512) as usize,
+                    _ => (next() % (WINDOW as u64 + 2000)) as usize,
+                };
+                (0..len)
+                    .map(|_| {
+                        if next() % 4 == 0 {
+                            next() as u8
+                        } else {
+                            ALPHABET[(next() % ALPHABET.len() as u64) as usize]
+                        }
+                    })
+                    .collect()
+            };
+            if next() % 8 == 0 {
+                // An interleaved frame header with a length around the limit.
+                let hdr = [b'$', next() as u8, (next() % 0x21) as u8, next() as u8];
+                buf.splice(0..0, hdr);
+            }
+            if i % 1000 == 0 {
+                // Exercise the size limits with long inputs too.
+                buf.resize(WINDOW + 100, b'a');
+            }
+            let got = parse(&buf);
+            match &got {
+                Ok(Parsed::Incomplete) => {
+                    counts[0] += 1;
+                    assert!(
+                        buf.len() < WINDOW,
+                        "buffered past the limits: {}",
+                        buf.len()
+                    );
+                }
+                Ok(Parsed::Request { consumed, req }) => {
+                    counts[1] += 1;
+                    assert!(*consumed <= buf.len() && *consumed <= WINDOW);
+                    assert!(req.headers.len() <= MAX_HEADERS && req.body.len() <= MAX_BODY_BYTES);
+                }
+                Ok(Parsed::Interleaved {
+                    consumed, payload, ..
+                }) => {
+                    counts[2] += 1;
+                    assert!(*consumed <= buf.len() && payload.len() + 4 == *consumed);
+                }
+                Err(_) => counts[3] += 1,
+            }
+            if buf.len() > WINDOW {
+                assert_eq!(
+                    parse(&buf[..WINDOW]),
+                    got,
+                    "looked past the first {WINDOW} bytes"
+                );
+            }
+        }
+        // Every outcome was reached, so the mutations did exercise the parser.
+        assert!(counts.iter().all(|&c| c > 100), "outcome counts {counts:?}");
+    }
+}
