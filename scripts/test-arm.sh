@@ -8,7 +8,14 @@
 #    Pi Zero build, static linking for musl, the glibc floor for gnu builds.
 # 2. Runs each binary under qemu with `-cpu arm1176` (ARMv6), `cortex-a7` (ARMv7) or
 #    `cortex-a53` (aarch64): `--help`, `--version`, `--check-config`; each must exit 0.
-#    (Extend here: start the daemon on loopback and read RTSP/HLS with ffprobe.)
+#    Each board's profile through its own binary: `rillcast --board NAME --check-config`
+#    prints the memory plan with the board's ceiling.
+# 2b. The daemon itself under qemu, per target: built-in test source at 320x240 on free
+#    loopback ports (the bound port is read back from the daemon's log), then real clients:
+#    ffprobe sees an H.264 320x240 stream over RTSP/TCP, and ffmpeg decodes >0 frames for 3 s
+#    with nothing on stderr at -v error. HLS the same way (/live/index.m3u8) when the binary has an HTTP
+#    server ("HTTP listening on" in it); a binary without one is reported with a NOTE line.
+#    Every wait is bounded; the daemons are killed on exit.
 # 3. Negative control: an ARMv7 binary under `-cpu arm1176` must die with SIGILL (exit 132),
 #    proving the CPU models really catch instructions a board lacks.
 # 4. The crate's unit tests for armv7-unknown-linux-gnueabihf under qemu through the cargo
@@ -88,6 +95,145 @@ for b in "${boards[@]}"; do
     for args in --help --version --check-config; do
         run_expect 0 "$t under ${qemu[*]:0:3}: rillcast $args" "${qemu[@]}" "$bin" "$args"
     done
+done
+
+# 2: each board profile through its own binary prints the memory plan with its ceiling.
+for b in "${boards[@]}"; do
+    t="$(board_target "$b")"
+    read -r -a qemu <<<"$(qemu_for "$t")"
+    mib="$(sed -n 's/^media_memory_mib[[:space:]]*=[[:space:]]*\([0-9]*\).*/\1/p' "$RILLCAST_ROOT/boards/$b.toml")"
+    rc=0
+    output="$(timeout 20 "${qemu[@]}" "$out/$t/rillcast" --board "$b" --check-config 2>&1)" || rc=$?
+    if [[ $rc -eq 0 ]] && grep -q "^media memory: .* of $mib MiB ceiling" <<<"$output"; then
+        pass "$b: rillcast --board $b --check-config under ${qemu[*]:0:3}: $(grep '^media memory' <<<"$output")"
+    else
+        fail "$b: rillcast --board $b --check-config: exit $rc, expected 0 and a plan with a $mib MiB ceiling; output: ${output:0:400}"
+    fi
+done
+
+# 2b: the daemon under qemu, read by real clients.
+require() { command -v "$1" >/dev/null || die "$1 is not installed: run scripts/install-deps.sh (ffmpeg package)"; }
+require ffmpeg
+require ffprobe
+ensure_apt curl iproute2
+scratch="$(mktemp -d)"
+daemon_pids=()
+cleanup() {
+    local p
+    for p in "${daemon_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${daemon_pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$scratch"
+}
+trap cleanup EXIT
+
+# free_port: a loopback TCP port nobody listens on (the config rejects port 0).
+free_port() {
+    local p
+    for _ in $(seq 1 200); do
+        p=$((20000 + RANDOM % 40000))
+        [[ -z $(ss -Hltn "sport = :$p") ]] && { printf '%s\n' "$p"; return 0; }
+    done
+    die "no free loopback TCP port found"
+}
+
+# listen_port LOG WHAT PID: waits (<= 60 s) for "WHAT listening on 127.0.0.1:PORT" in LOG.
+listen_port() {
+    local log="$1" what="$2" pid="$3" port=""
+    for _ in $(seq 1 300); do
+        port="$(sed -n "s/.*$what listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p" "$log" | head -n1)"
+        [[ -n $port ]] && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.2
+    done
+    printf '%s\n' "$port"
+}
+
+# ffmpeg_frames DESC URL FFMPEG-INPUT-OPTS...: decodes 3 s of video; passes with >0 frames
+# and a silent stderr at -v error.
+ffmpeg_frames() {
+    local desc="$1" url="$2" rc=0 frames
+    shift 2
+    timeout 40 ffmpeg -nostdin -v error "$@" -i "$url" -t 3 -map 0:v:0 -f null - \
+        -progress "$scratch/progress" 2>"$scratch/ffmpeg.err" || rc=$?
+    frames="$(sed -n 's/^frame=//p' "$scratch/progress" 2>/dev/null | tail -n1)"
+    if [[ $rc -eq 0 && ${frames:-0} -gt 0 && ! -s $scratch/ffmpeg.err ]]; then
+        pass "$desc: ffmpeg decoded $frames frames, no errors"
+    else
+        fail "$desc: ffmpeg exit $rc, ${frames:-0} frames; stderr: $(head -c 400 "$scratch/ffmpeg.err")"
+    fi
+    rm -f "$scratch/progress"
+}
+
+seen=" "
+for b in "${boards[@]}"; do
+    t="$(board_target "$b")"
+    [[ $seen == *" $t "* ]] && continue
+    seen+="$t "
+    read -r -a qemu <<<"$(qemu_for "$t")"
+    cfg="$scratch/$t.toml"
+    log="$scratch/$t.log"
+    cat >"$cfg" <<EOF
+[rtsp]
+port = $(free_port)
+bind = "127.0.0.1"
+udp_port = 0
+[http]
+port = $(free_port)
+bind = "127.0.0.1"
+[streams.live.source]
+kind = "testsrc"
+width = 320
+height = 240
+EOF
+    "${qemu[@]}" "$out/$t/rillcast" --config "$cfg" >"$log" 2>&1 &
+    pid=$!
+    daemon_pids+=("$pid")
+    what="$t under ${qemu[*]:0:3}"
+    rtsp_port="$(listen_port "$log" RTSP "$pid")"
+    if [[ -z $rtsp_port ]]; then
+        fail "$what: daemon did not report 'RTSP listening on' within 60 s; log: $(head -c 600 "$log")"
+        kill "$pid" 2>/dev/null || true
+        continue
+    fi
+    url="rtsp://127.0.0.1:$rtsp_port/live"
+    rc=0
+    probe="$(timeout 40 ffprobe -v error -rtsp_transport tcp -select_streams v:0 \
+        -show_entries stream=codec_name,width,height -of csv=p=0 "$url" 2>&1)" || rc=$?
+    if [[ $rc -eq 0 && $probe == "h264,320,240" ]]; then
+        pass "$what: ffprobe $url (TCP): h264 320x240"
+    else
+        fail "$what: ffprobe $url (TCP): exit $rc, got '${probe:0:300}', expected 'h264,320,240'"
+    fi
+    ffmpeg_frames "$what: RTSP/TCP $url" "$url" -rtsp_transport tcp
+    if grep -aq 'HTTP listening on' "$out/$t/rillcast"; then
+        http_port="$(listen_port "$log" HTTP "$pid")"
+        if [[ -z $http_port ]]; then
+            fail "$what: binary has an HTTP server but logged no 'HTTP listening on 127.0.0.1:PORT'"
+        else
+            hls="http://127.0.0.1:$http_port/live/index.m3u8"
+            # The playlist exists once the first segment is complete: poll (<= 30 s).
+            code=""
+            for _ in $(seq 1 60); do
+                code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$hls" || true)"
+                [[ $code == 200 ]] && break
+                sleep 0.5
+            done
+            if [[ $code == 200 ]]; then
+                ffmpeg_frames "$what: HLS $hls" "$hls"
+            else
+                fail "$what: $hls never answered 200 within 30 s (last status '${code:-none}')"
+            fi
+        fi
+    else
+        printf 'NOTE %s: this build has no HTTP server yet; HLS check not run\n' "$what"
+    fi
+    if kill -0 "$pid" 2>/dev/null; then
+        pass "$what: daemon still running after the clients"
+    else
+        fail "$what: daemon died; log: $(tail -c 600 "$log")"
+    fi
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
 done
 
 # 3: negative control.

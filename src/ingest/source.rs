@@ -375,24 +375,38 @@ pub async fn run_audio(cfg: SourceConfig, hub: Rc<RefCell<StreamHub>>, epoch: Ep
 
 type Feed<'a> = dyn FnMut(&[u8], bool) + 'a;
 
+/// The encoder's command line (argument vector, or `sh -c` for `shell`), without stdio.
+///
+/// systemd's notify variables are removed: the socket and the watchdog belong to rillcast
+/// (sd_notify(3)); an encoder that speaks sd_notify must not report READY or feed the
+/// watchdog on rillcast's behalf.
+fn encoder_command(cfg: &SourceConfig) -> std::process::Command {
+    let mut c = match &cfg.shell {
+        Some(line) => {
+            let mut c = std::process::Command::new("sh");
+            c.arg("-c").arg(line);
+            c
+        }
+        None => {
+            // Config validation guarantees a non-empty `command` for exec without `shell`.
+            let mut c = std::process::Command::new(&cfg.command[0]);
+            c.args(&cfg.command[1..]);
+            c
+        }
+    };
+    for var in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+        c.env_remove(var);
+    }
+    c
+}
+
 async fn read_exec(
     cfg: &SourceConfig,
     name: &str,
     buf: &mut [u8],
     feed: &mut Feed<'_>,
 ) -> Result<(), String> {
-    let mut cmd = match &cfg.shell {
-        Some(line) => {
-            let mut c = smol::process::Command::new("sh");
-            c.arg("-c").arg(line);
-            c
-        }
-        None => {
-            let mut c = smol::process::Command::new(&cfg.command[0]);
-            c.args(&cfg.command[1..]);
-            c
-        }
-    };
+    let mut cmd = smol::process::Command::from(encoder_command(cfg));
     cmd.stdin(smol::process::Stdio::null())
         .stdout(smol::process::Stdio::piped())
         .stderr(smol::process::Stdio::piped())
@@ -652,6 +666,32 @@ mod tests {
         assert!(!write_ended(32768, 65536), "ffmpeg's avio buffer size");
         assert!(!write_ended(65536, 65536), "a full buffer may continue");
         assert!(!write_ended(0, 65536));
+    }
+
+    #[test]
+    fn encoder_does_not_inherit_systemd_notify_variables() {
+        let argv = SourceConfig {
+            command: vec!["rpicam-vid".into(), "-o".into(), "-".into()],
+            ..SourceConfig::default()
+        };
+        let shell = SourceConfig {
+            shell: Some("rpicam-vid -o - | cat".into()),
+            ..SourceConfig::default()
+        };
+        for cfg in [argv, shell] {
+            let cmd = encoder_command(&cfg);
+            let removed: Vec<_> = cmd
+                .get_envs()
+                .filter(|(_, v)| v.is_none())
+                .map(|(k, _)| k.to_string_lossy().into_owned())
+                .collect();
+            assert_eq!(
+                removed,
+                ["NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC"],
+                "{:?}",
+                cmd.get_program()
+            );
+        }
     }
 
     #[test]
