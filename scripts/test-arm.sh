@@ -15,6 +15,8 @@
 #    ffprobe sees an H.264 320x240 stream over RTSP/TCP, and ffmpeg decodes >0 frames for 3 s
 #    with nothing on stderr at -v error. HLS the same way (/live/index.m3u8) when the binary has an HTTP
 #    server ("HTTP listening on" in it); a binary without one is reported with a NOTE line.
+#    The daemon runs with a stand-in notify socket (socat): READY=1 and WATCHDOG=1 must
+#    arrive; and (2c) with a source that never delivers, READY=1 and STATUS but no WATCHDOG=1.
 #    Every wait is bounded; the daemons are killed on exit.
 # 3. Negative control: an ARMv7 binary under `-cpu arm1176` must die with SIGILL (exit 132),
 #    proving the CPU models really catch instructions a board lacks.
@@ -115,7 +117,7 @@ done
 require() { command -v "$1" >/dev/null || die "$1 is not installed: run scripts/install-deps.sh (ffmpeg package)"; }
 require ffmpeg
 require ffprobe
-ensure_apt curl iproute2
+ensure_apt curl iproute2 socat
 scratch="$(mktemp -d)"
 daemon_pids=()
 cleanup() {
@@ -134,6 +136,16 @@ free_port() {
         [[ -z $(ss -Hltn "sport = :$p") ]] && { printf '%s\n' "$p"; return 0; }
     done
     die "no free loopback TCP port found"
+}
+
+# start_notify_listener FILE: a stand-in for systemd's notify socket at FILE.sock; every
+# datagram the daemon sends is appended to FILE.
+start_notify_listener() {
+    : >"$1"
+    socat -u "UNIX-RECV:$1.sock,unlink-early" - >"$1" 2>/dev/null &
+    daemon_pids+=("$!")
+    for _ in $(seq 1 50); do [[ -S $1.sock ]] && return 0; sleep 0.1; done
+    die "socat did not create $1.sock"
 }
 
 # listen_port LOG WHAT PID: waits (<= 60 s) for "WHAT listening on 127.0.0.1:PORT" in LOG.
@@ -185,7 +197,10 @@ kind = "testsrc"
 width = 320
 height = 240
 EOF
-    "${qemu[@]}" "$out/$t/rillcast" --config "$cfg" >"$log" 2>&1 &
+    notify="$scratch/$t.notify"
+    start_notify_listener "$notify"
+    NOTIFY_SOCKET="$notify.sock" WATCHDOG_USEC=1000000 \
+        "${qemu[@]}" "$out/$t/rillcast" --config "$cfg" >"$log" 2>&1 &
     pid=$!
     daemon_pids+=("$pid")
     what="$t under ${qemu[*]:0:3}"
@@ -227,6 +242,11 @@ EOF
     else
         printf 'NOTE %s: this build has no HTTP server yet; HLS check not run\n' "$what"
     fi
+    if grep -q 'READY=1' "$notify" && grep -q 'WATCHDOG=1' "$notify"; then
+        pass "$what: sd_notify: READY=1, and WATCHDOG=1 while frames flow"
+    else
+        fail "$what: sd_notify datagrams lack READY=1 or WATCHDOG=1: '$(head -c 200 "$notify")'"
+    fi
     if kill -0 "$pid" 2>/dev/null; then
         pass "$what: daemon still running after the clients"
     else
@@ -235,6 +255,41 @@ EOF
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
 done
+
+# 2c: the watchdog is fed only while frames flow. A source that never delivers (TCP to a
+# port nobody listens on) must give READY=1 and a STATUS, and no WATCHDOG=1.
+t="$(board_target "${boards[0]}")"
+read -r -a qemu <<<"$(qemu_for "$t")"
+cat >"$scratch/silent.toml" <<EOF
+[rtsp]
+port = $(free_port)
+bind = "127.0.0.1"
+udp_port = 0
+[http]
+port = $(free_port)
+bind = "127.0.0.1"
+[streams.live.source]
+kind = "tcp"
+address = "127.0.0.1:$(free_port)"
+EOF
+notify="$scratch/silent.notify"
+start_notify_listener "$notify"
+NOTIFY_SOCKET="$notify.sock" WATCHDOG_USEC=1000000 \
+    "${qemu[@]}" "$out/$t/rillcast" --config "$scratch/silent.toml" >"$scratch/silent.log" 2>&1 &
+pid=$!
+daemon_pids+=("$pid")
+# Wait (<= 30 s) for the first watchdog tick that found no frames.
+for _ in $(seq 1 150); do
+    grep -q 'STATUS=no frames' "$notify" && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.2
+done
+if grep -q 'READY=1' "$notify" && grep -q 'STATUS=no frames' "$notify" && ! grep -q 'WATCHDOG=1' "$notify"; then
+    pass "$t: sd_notify with a silent source: READY=1 and STATUS, no WATCHDOG=1"
+else
+    fail "$t: sd_notify with a silent source: expected READY=1, STATUS=no frames and no WATCHDOG=1; got '$(head -c 200 "$notify")'; log: $(tail -c 300 "$scratch/silent.log")"
+fi
+kill "$pid" 2>/dev/null || true
 
 # 3: negative control.
 control=""
