@@ -7,14 +7,13 @@
 use crate::config::{Config, SourceKind};
 use crate::ingest::source::{self, Epoch};
 use crate::media::budget::MemoryPlan;
-use crate::media::fanout::StreamHub;
+use crate::media::fanout::{lock, SharedHub, StreamHub};
 use crate::media::ring::MediaRing;
 use crate::net;
 use crate::net::rtsp::{RtspServer, RtspStream};
 use smol::Async;
-use std::cell::RefCell;
 use std::net::{SocketAddr, TcpListener};
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Where the daemon ended up listening (ports may be chosen by the OS in tests).
@@ -42,7 +41,7 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
     for sp in &plan.streams {
         let scfg = &cfg.streams[&sp.name];
         let ring = MediaRing::new(sp.ring_bytes, sp.ring_slots);
-        let hub = Rc::new(RefCell::new(StreamHub::new(
+        let hub: SharedHub = Arc::new(Mutex::new(StreamHub::new(
             &sp.name,
             ring,
             plan.max_viewers as usize + 4,
@@ -62,32 +61,29 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
     let listener = Async::new(listener).map_err(|e| e.to_string())?;
     let server = RtspServer::new(cfg.rtsp.clone(), rtsp_streams, epoch, plan.max_viewers)
         .map_err(|e| format!("RTSP UDP ports from {}: {e}", cfg.rtsp.udp_port))?;
-    let hubs_for_watchdog: Vec<Rc<RefCell<StreamHub>>> =
-        starts.iter().map(|(_, _, h)| h.clone()).collect();
+    let hubs_for_watchdog: Vec<SharedHub> = starts.iter().map(|(_, _, h)| h.clone()).collect();
     on_bound(Bound {
         rtsp: rtsp_addr,
         rtsp_udp: server.udp_ports(),
     });
-    net::block_on(async move {
-        for (sp, scfg, hub) in starts {
-            let audio = scfg.audio.clone();
-            if scfg.source.kind == SourceKind::Testsrc && audio.is_some() {
-                log::warn!(
-                    "[{}] testsrc makes its own audio; the audio input is ignored",
-                    sp.name
-                );
-            }
-            net::spawn(source::run_video(
-                scfg.source.clone(),
-                sp,
-                hub.clone(),
-                epoch,
-            ))
-            .detach();
-            if let (Some(a), false) = (audio, scfg.source.kind == SourceKind::Testsrc) {
-                net::spawn(source::run_audio(a, hub, epoch)).detach();
-            }
+    // Media runs on one plain thread per input (see ingest::source); the async runtime below
+    // only carries the control plane.
+    for (sp, scfg, hub) in starts {
+        let audio = scfg.audio.clone();
+        if scfg.source.kind == SourceKind::Testsrc && audio.is_some() {
+            log::warn!(
+                "[{}] testsrc makes its own audio; the audio input is ignored",
+                sp.name
+            );
         }
+        source::spawn_video(scfg.source.clone(), sp.clone(), hub.clone(), epoch)
+            .map_err(|e| format!("[{}] cannot start the video input thread: {e}", sp.name))?;
+        if let (Some(a), false) = (audio, scfg.source.kind == SourceKind::Testsrc) {
+            source::spawn_audio(a, hub, epoch)
+                .map_err(|e| format!("[{}] cannot start the audio input thread: {e}", sp.name))?;
+        }
+    }
+    net::block_on(async move {
         let hubs: Vec<_> = hubs_for_watchdog;
         net::spawn(systemd_watchdog(hubs, epoch)).detach();
         server.serve(listener).await;
@@ -97,7 +93,7 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
 
 /// Tells systemd we are up (Type=notify), and feeds its watchdog only while frames flow: a
 /// daemon whose every source has been silent for 10 s is not healthy, and systemd restarts it.
-async fn systemd_watchdog(hubs: Vec<Rc<RefCell<StreamHub>>>, epoch: Epoch) {
+async fn systemd_watchdog(hubs: Vec<SharedHub>, epoch: Epoch) {
     let notifier = match crate::sd_notify::Notifier::from_env() {
         Ok(Some(n)) => n,
         Ok(None) => return,
@@ -115,7 +111,7 @@ async fn systemd_watchdog(hubs: Vec<Rc<RefCell<StreamHub>>>, epoch: Epoch) {
         smol::Timer::after(tick).await;
         let now = epoch.now_ms();
         let flowing = hubs.iter().any(|h| {
-            h.borrow()
+            lock(h)
                 .last_frame_ms
                 .is_some_and(|t| now.saturating_sub(t) < 10_000)
         });
