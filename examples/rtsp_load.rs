@@ -115,71 +115,72 @@ async fn viewer_inner(url: &str, stats: &Rc<RefCell<Stats>>) -> std::io::Result<
     end += p.leftover.len();
     let play_sent = p.play_sent;
     loop {
-        // Parse every complete frame in buf[start..end].
-        let mut s = stats.borrow_mut();
-        let now = Instant::now();
-        while end - start >= 4 {
-            let b = &buf[start..end];
-            if b[0] != b'$' {
-                // An RTSP message in the data stream: skip its head (and body).
-                let Some(h) = b.windows(4).position(|w| w == b"\r\n\r\n") else {
+        // Parse every complete frame in buf[start..end] (the borrow ends before the read).
+        {
+            let mut s = stats.borrow_mut();
+            let now = Instant::now();
+            while end - start >= 4 {
+                let b = &buf[start..end];
+                if b[0] != b'$' {
+                    // An RTSP message in the data stream: skip its head (and body).
+                    let Some(h) = b.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        break;
+                    };
+                    let head = String::from_utf8_lossy(&b[..h]).to_ascii_lowercase();
+                    let body: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if !head.starts_with("rtsp/") && !head.contains(" rtsp/") {
+                        return Err(std::io::Error::other("garbage in interleaved stream"));
+                    }
+                    if b.len() < h + 4 + body {
+                        break;
+                    }
+                    start += h + 4 + body;
+                    continue;
+                }
+                let len = u16::from_be_bytes([b[2], b[3]]) as usize;
+                if b.len() < 4 + len {
                     break;
-                };
-                let head = String::from_utf8_lossy(&b[..h]).to_ascii_lowercase();
-                let body: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-                if !head.starts_with("rtsp/") && !head.contains(" rtsp/") {
-                    return Err(std::io::Error::other("garbage in interleaved stream"));
                 }
-                if b.len() < h + 4 + body {
-                    break;
-                }
-                start += h + 4 + body;
-                continue;
-            }
-            let len = u16::from_be_bytes([b[2], b[3]]) as usize;
-            if b.len() < 4 + len {
-                break;
-            }
-            let ch = b[1] as usize;
-            let pkt = &b[4..4 + len];
-            s.bytes += 4 + len as u64;
-            let (rtp, video, h265) = kind[ch];
-            if rtp && pkt.len() >= 12 {
-                let seq = u16::from_be_bytes([pkt[2], pkt[3]]);
-                if let Some(prev) = last_seq[ch] {
-                    let d = seq.wrapping_sub(prev);
-                    if d == 0 || d > 0x8000 {
-                        s.disorder += 1;
-                    } else {
-                        s.gaps += u64::from(d - 1);
+                let ch = b[1] as usize;
+                let pkt = &b[4..4 + len];
+                s.bytes += 4 + len as u64;
+                let (rtp, video, h265) = kind[ch];
+                if rtp && pkt.len() >= 12 {
+                    let seq = u16::from_be_bytes([pkt[2], pkt[3]]);
+                    if let Some(prev) = last_seq[ch] {
+                        let d = seq.wrapping_sub(prev);
+                        if d == 0 || d > 0x8000 {
+                            s.disorder += 1;
+                        } else {
+                            s.gaps += u64::from(d - 1);
+                        }
+                    }
+                    last_seq[ch] = Some(seq);
+                    if s.first_pkt_ms.is_none() {
+                        s.first_pkt_ms = Some(ms(now - play_sent));
+                    }
+                    if video {
+                        let cc = (pkt[0] & 0x0f) as usize;
+                        let off = 12 + 4 * cc;
+                        if pkt[1] & 0x80 != 0 {
+                            s.video_frames += 1;
+                        }
+                        if s.first_key_ms.is_none()
+                            && pkt.len() > off
+                            && starts_keyframe(&pkt[off..], h265)
+                        {
+                            s.first_key_ms = Some(ms(now - play_sent));
+                        }
                     }
                 }
-                last_seq[ch] = Some(seq);
-                if s.first_pkt_ms.is_none() {
-                    s.first_pkt_ms = Some(ms(now - play_sent));
-                }
-                if video {
-                    let cc = (pkt[0] & 0x0f) as usize;
-                    let off = 12 + 4 * cc;
-                    if pkt[1] & 0x80 != 0 {
-                        s.video_frames += 1;
-                    }
-                    if s.first_key_ms.is_none()
-                        && pkt.len() > off
-                        && starts_keyframe(&pkt[off..], h265)
-                    {
-                        s.first_key_ms = Some(ms(now - play_sent));
-                    }
-                }
+                start += 4 + len;
             }
-            start += 4 + len;
+            s.last_rx = Some(now);
         }
-        s.last_rx = Some(now);
-        drop(s);
         if start == end {
             start = 0;
             end = 0;
