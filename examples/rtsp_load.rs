@@ -11,10 +11,12 @@
 //! `--duration` seconds: viewers held (still connected and receiving), delivered bitrate,
 //! video frame rate per viewer, sequence gaps, and — with `--pid` — the server's CPU %, RSS,
 //! peak RSS and threads from /proc over the same window (and its idle RSS before the first
-//! viewer connects). Prints one `key=value` line (and appends it to `--out`).
+//! viewer connects). With `--probes K`, K more viewers join one at a time during the window
+//! (from a thread of their own, so a busy load loop doesn't delay their clocks) and each
+//! reports PLAY -> first keyframe packet while the N viewers play. Prints one `key=value` line (and appends it to `--out`).
 //!
 //! `cargo run --release --example rtsp_load -- --url rtsp://127.0.0.1:8554/live --viewers 100
-//!  --duration 20 [--warm 3] [--pid PID] [--label rillcast] [--ramp-ms 2] [--settle 2] [--out FILE]`
+//!  --duration 20 [--warm 3] [--probes 20] [--pid PID] [--label rillcast] [--ramp-ms 2] [--settle 2] [--out FILE]`
 
 #[path = "bench_common/mod.rs"]
 mod bench_common;
@@ -55,6 +57,9 @@ struct Opts {
     /// Seconds one extra, unmeasured viewer plays before the measured ones connect, so the
     /// server's pipeline is running (GStreamer prepares a shared media on first use).
     warm_s: f64,
+    /// New viewers, one after another in a thread of their own, joining during the window
+    /// while the N viewers play: PLAY -> first keyframe packet of a join under load.
+    probes: usize,
 }
 
 fn parse_args() -> Opts {
@@ -68,6 +73,7 @@ fn parse_args() -> Opts {
         label: "server".into(),
         out: None,
         warm_s: 0.0,
+        probes: 0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -83,6 +89,7 @@ fn parse_args() -> Opts {
             "--label" => o.label = v,
             "--out" => o.out = Some(v),
             "--warm" => o.warm_s = num(&v),
+            "--probes" => o.probes = num(&v) as usize,
             _ => panic!("unknown argument {a}"),
         }
     }
@@ -235,11 +242,27 @@ fn main() {
         let snap0: Vec<Stats> = all.iter().map(|s| s.borrow().clone()).collect();
         let p0 = o.pid.and_then(proc_sample);
         let w0 = Instant::now();
+        let probes = (o.probes > 0).then(|| {
+            let (url, k, dur) = (o.url.clone(), o.probes, o.duration_s);
+            std::thread::spawn(move || probe_joins(&url, k, dur))
+        });
         Timer::after(Duration::from_secs_f64(o.duration_s)).await;
         let p1 = o.pid.and_then(proc_sample);
         let window_s = w0.elapsed().as_secs_f64();
         let snap1: Vec<Stats> = all.iter().map(|s| s.borrow().clone()).collect();
-        summarize(&o, &snap0, &snap1, idle, p0, p1, window_s, ramp_s)
+        let mut line = summarize(&o, &snap0, &snap1, idle, p0, p1, window_s, ramp_s);
+        if let Some(h) = probes {
+            // Each probe is bounded (1 s pause + 3 s), so this wait is too.
+            let (mut keys, failed) = h.join().unwrap_or_default();
+            let max = keys.iter().cloned().fold(f64::NAN, f64::max);
+            let (p50, p95, _) = percentiles(&mut keys);
+            line.push_str(&format!(
+                " probes={} probe_failed={failed} probe_key_ms_p50={p50:.1} \
+                 probe_key_ms_p95={p95:.1} probe_key_ms_max={max:.1}",
+                o.probes
+            ));
+        }
+        line
     }));
     println!("{line}");
     if let Some(path) = &o.out {
@@ -251,6 +274,69 @@ fn main() {
         writeln!(f, "{line}").expect("write --out");
     }
     // Dropping the executor closes every connection.
+}
+
+/// `k` viewers joining one after another, each playing until its first keyframe packet (at
+/// most 3 s) and then leaving. Returns (PLAY -> keyframe ms, failed).
+fn probe_joins(url: &str, k: usize, _window_s: f64) -> (Vec<f64>, usize) {
+    let mut keys = Vec::new();
+    let mut failed = 0;
+    // A pseudo-random pause (0..1 s, longer than a 30-frame GOP at 30 fps) before each join,
+    // so joins land at every phase of the GOP instead of right after the keyframe the previous
+    // probe waited for.
+    let mut seed = Instant::now().elapsed().as_nanos() as u64 | 1;
+    for _ in 0..k {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(seed % 1000));
+        let r = smol::block_on(smol::future::or(
+            async { Some(probe_one(url).await) },
+            async {
+                Timer::after(Duration::from_secs(3)).await;
+                None
+            },
+        ));
+        match r {
+            Some(Ok(ms)) => keys.push(ms),
+            _ => failed += 1,
+        }
+    }
+    (keys, failed)
+}
+
+async fn probe_one(url: &str) -> std::io::Result<f64> {
+    let mut c = Client::connect(&bench_common::host_port(url)).await?;
+    let p = c.play_tcp(url).await?;
+    let video = p.tracks.iter().find(|t| t.1).copied();
+    let Some((ch, _, h265)) = video else {
+        return Err(std::io::Error::other("no video track"));
+    };
+    let mut buf = p.leftover;
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let mut at = 0;
+        while buf.len() - at >= 4 && buf[at] == b'$' {
+            let len = u16::from_be_bytes([buf[at + 2], buf[at + 3]]) as usize;
+            if buf.len() - at < 4 + len {
+                break;
+            }
+            let pkt = &buf[at + 4..at + 4 + len];
+            if buf[at + 1] == ch && pkt.len() > 12 {
+                let off = 12 + 4 * (pkt[0] & 0x0f) as usize;
+                if pkt.len() > off && starts_keyframe(&pkt[off..], h265) {
+                    return Ok(ms(p.play_sent.elapsed()));
+                }
+            }
+            at += 4 + len;
+        }
+        buf.drain(..at);
+        let n = c.stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

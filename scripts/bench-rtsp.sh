@@ -18,7 +18,8 @@
 # running (it prepares on first use), then N viewers connect (2 ms apart), settle 2 s, and
 # the window of --duration seconds is measured: viewers held, delivered bitrate, frame rate,
 # RTP sequence gaps, daemon CPU % (utime+stime from /proc/PID/stat over the window), RSS
-# (VmRSS / VmHWM), threads, and PLAY -> first keyframe packet (median / p95).
+# (VmRSS / VmHWM), threads, and PLAY -> first keyframe packet (median / p95), both for the N
+# viewers of the ramp and for 20 viewers joining one at a time during the window.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -117,7 +118,7 @@ EOF
     # ceiling = 1.5 MB, ~6 s of this 2 Mbit/s stream), so it is the steady-state figure.
     sleep 8
     "$BIN/examples/rtsp_load" --url "rtsp://127.0.0.1:$port/live" --viewers "$n" \
-        --duration "$DURATION" --warm 3 --settle 2 --ramp-ms 2 --pid "$srv" \
+        --duration "$DURATION" --warm 3 --settle 2 --ramp-ms 2 --probes 20 --pid "$srv" \
         --label "$server" --out "$RAW" || echo "label=$server viewers=$n held=0 failed=$n first_error=load_generator_failed" >>"$RAW"
     if ! kill -0 "$srv" 2>/dev/null; then
         echo "bench: $server died during the run; its log:" >&2
@@ -156,7 +157,7 @@ def per_viewer(r):
     except (KeyError, ValueError):
         return "-"
 hdr = ["server", "N", "held", "fail", "Mbit/s", "kb/s med", "kb/s min", "fps min", "gaps w/t",
-       "CPU %", "RSS MiB", "HWM MiB", "thr", "idle MiB", "KiB/view", "key p50 ms", "key p95 ms"]
+       "CPU %", "RSS MiB", "HWM MiB", "thr", "idle MiB", "KiB/view", "key p50 ms", "key p95 ms", "join p50", "join p95", "join max"]
 print("".join(h.rjust(11) for h in hdr))
 for r in rows:
     cells = [r.get("label", "?"), r.get("viewers", "?"), r.get("held", "-"), r.get("failed", "-"),
@@ -164,7 +165,7 @@ for r in rows:
              f(r, "fps_min"), "%s/%s" % (r.get("gaps_window", "-"), r.get("gaps_total", "-")),
              f(r, "cpu_pct"), f(r, "rss_kib", "{:.2f}", 1 / 1024), f(r, "hwm_kib", "{:.2f}", 1 / 1024),
              r.get("threads", "-"), f(r, "idle_rss_kib", "{:.2f}", 1 / 1024), per_viewer(r), f(r, "key_ms_p50"),
-             f(r, "key_ms_p95")]
+             f(r, "key_ms_p95"), f(r, "probe_key_ms_p50"), f(r, "probe_key_ms_p95"), f(r, "probe_key_ms_max")]
     print("".join(str(c).rjust(11) for c in cells))
     if r.get("first_error"):
         print("    first error: " + r["first_error"].replace("_", " "))
@@ -181,12 +182,14 @@ for n in sorted({r.get("viewers") for r in rows}, key=lambda x: int(x)):
             return "%.1fx" % (y / x) if x > 0 else "-"
         except (KeyError, ValueError):
             return "-"
-    print("  N=%-5s CPU %s  RSS %s  peak RSS %s  idle RSS %s  threads %s  first keyframe p50 %s" % (
+    print("  N=%-5s CPU %s  RSS %s  peak RSS %s  idle RSS %s  threads %s  join->keyframe p50 %s" % (
         n, ratio("cpu_pct"), ratio("rss_kib"), ratio("hwm_kib"), ratio("idle_rss_kib"),
-        ratio("threads"), ratio("key_ms_p50")))
+        ratio("threads"), ratio("probe_key_ms_p50")))
 print()
 print("gaps w/t = RTP sequence gaps in the window / since PLAY, all viewers together; key = PLAY")
-print("sent -> first packet of an IDR (median / p95 over the N viewers). CPU % of one core.")
+print("sent -> first packet of an IDR (median / p95 over the N viewers, who join 2 ms apart).")
+print("join = the same for 20 viewers joining one at a time during the window, from their own")
+print("thread, while the N play (the load loop's own delay kept out). CPU % of one core.")
 print("KiB/view = (RSS - idle RSS) / (N + 1 warm-up viewer). MiB = 2^20 bytes.")
 EOF
 cat out/bench-rtsp.txt
