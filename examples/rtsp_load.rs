@@ -253,7 +253,7 @@ fn main() {
         let mut line = summarize(&o, &snap0, &snap1, idle, p0, p1, window_s, ramp_s);
         if let Some(h) = probes {
             // Each probe is bounded (1 s pause + 3 s), so this wait is too.
-            let (mut keys, failed) = h.join().unwrap_or_default();
+            let (mut keys, failed, err) = h.join().unwrap_or_default();
             let max = keys.iter().cloned().fold(f64::NAN, f64::max);
             let (p50, p95, _) = percentiles(&mut keys);
             line.push_str(&format!(
@@ -261,6 +261,9 @@ fn main() {
                  probe_key_ms_p95={p95:.1} probe_key_ms_max={max:.1}",
                 o.probes
             ));
+            if !err.is_empty() {
+                line.push_str(&format!(" probe_error={err}"));
+            }
         }
         line
     }));
@@ -277,10 +280,11 @@ fn main() {
 }
 
 /// `k` viewers joining one after another, each playing until its first keyframe packet (at
-/// most 3 s) and then leaving. Returns (PLAY -> keyframe ms, failed).
-fn probe_joins(url: &str, k: usize, _window_s: f64) -> (Vec<f64>, usize) {
+/// most 3 s) and then leaving. Returns (PLAY -> keyframe ms, failed, first failure).
+fn probe_joins(url: &str, k: usize, _window_s: f64) -> (Vec<f64>, usize, String) {
     let mut keys = Vec::new();
     let mut failed = 0;
+    let mut first_error = String::new();
     // A pseudo-random pause (0..1 s, longer than a 30-frame GOP at 30 fps) before each join,
     // so joins land at every phase of the GOP instead of right after the keyframe the previous
     // probe waited for.
@@ -299,10 +303,18 @@ fn probe_joins(url: &str, k: usize, _window_s: f64) -> (Vec<f64>, usize) {
         ));
         match r {
             Some(Ok(ms)) => keys.push(ms),
-            _ => failed += 1,
+            other => {
+                failed += 1;
+                if first_error.is_empty() {
+                    first_error = match other {
+                        Some(Err(e)) => e.to_string().replace(' ', "_"),
+                        _ => "no_keyframe_within_3_s".into(),
+                    };
+                }
+            }
         }
     }
-    (keys, failed)
+    (keys, failed, first_error)
 }
 
 async fn probe_one(url: &str) -> std::io::Result<f64> {
@@ -425,12 +437,15 @@ fn summarize(
     );
     if let (Some(i), Some(a), Some(b)) = (idle, p0, p1) {
         line.push_str(&format!(
-            " cpu_pct={:.1} rss_kib={} hwm_kib={} threads={} idle_rss_kib={}",
+            " cpu_pct={:.1} rss_kib={} hwm_kib={} anon_kib={} threads={} idle_rss_kib={} \
+             idle_anon_kib={}",
             cpu_percent(&a, &b),
             b.rss_kib,
             b.hwm_kib,
+            b.anon_kib,
             b.threads,
-            i.rss_kib
+            i.rss_kib,
+            i.anon_kib
         ));
     }
     if !first_error.is_empty() {

@@ -4,6 +4,7 @@
 # and out/bench-rtsp.raw (one key=value line per run), then runs scripts/bench-latency.sh.
 #
 #   scripts/bench-rtsp.sh [--duration S] [--viewers "1 100 1000"] [--no-latency]
+#                         [--servers "rillcast gstreamer"]
 #
 # The stream: rillcast's H.264 test pattern, 1280x720 @ 30 fps, GOP 30, ~2 Mbit/s, written in
 # real time by examples/h264_feed.rs into a pipe (one write per access unit, like a camera
@@ -26,12 +27,14 @@ cd "$(dirname "$0")/.."
 DURATION=20
 VIEWERS="1 100 1000"
 LATENCY=1
+SERVERS="rillcast gstreamer"
 while [ $# -gt 0 ]; do
     case "$1" in
     --duration) DURATION="$2"; shift 2 ;;
     --viewers) VIEWERS="$2"; shift 2 ;;
     --no-latency) LATENCY=0; shift ;;
-    *) echo "usage: $0 [--duration S] [--viewers \"1 100 1000\"] [--no-latency]" >&2; exit 2 ;;
+    --servers) SERVERS="$2"; shift 2 ;;
+    *) echo "usage: $0 [--duration S] [--viewers \"1 100 1000\"] [--no-latency] [--servers \"rillcast gstreamer\"]" >&2; exit 2 ;;
     esac
 done
 
@@ -127,10 +130,11 @@ EOF
     kill "$srv" "$feed" 2>/dev/null || true
     wait "$srv" "$feed" 2>/dev/null || true
     grep -iE "warn|error" "$WORK/$server-$n.log" | head -5 >&2 || true
+    cp "$WORK/$server-$n.log" "out/bench-rtsp-$server-$n.log"
 }
 
 for n in $VIEWERS; do
-    for server in rillcast gstreamer; do
+    for server in $SERVERS; do
         echo "bench: $server, $n viewers, ${DURATION}s" >&2
         run_one "$server" "$n"
     done
@@ -157,14 +161,15 @@ def per_viewer(r):
     except (KeyError, ValueError):
         return "-"
 hdr = ["server", "N", "held", "fail", "Mbit/s", "kb/s med", "kb/s min", "fps min", "gaps w/t",
-       "CPU %", "RSS MiB", "HWM MiB", "thr", "idle MiB", "KiB/view", "key p50 ms", "key p95 ms", "join p50", "join p95", "join max"]
+       "CPU %", "RSS MiB", "HWM MiB", "anon MiB", "thr", "idle MiB", "idle anon", "KiB/view", "key p50 ms", "key p95 ms", "join p50", "join p95", "join max"]
 print("".join(h.rjust(11) for h in hdr))
 for r in rows:
     cells = [r.get("label", "?"), r.get("viewers", "?"), r.get("held", "-"), r.get("failed", "-"),
              f(r, "mbps_total"), f(r, "kbps_median", "{:.0f}"), f(r, "kbps_min", "{:.0f}"),
              f(r, "fps_min"), "%s/%s" % (r.get("gaps_window", "-"), r.get("gaps_total", "-")),
              f(r, "cpu_pct"), f(r, "rss_kib", "{:.2f}", 1 / 1024), f(r, "hwm_kib", "{:.2f}", 1 / 1024),
-             r.get("threads", "-"), f(r, "idle_rss_kib", "{:.2f}", 1 / 1024), per_viewer(r), f(r, "key_ms_p50"),
+             f(r, "anon_kib", "{:.2f}", 1 / 1024), r.get("threads", "-"),
+             f(r, "idle_rss_kib", "{:.2f}", 1 / 1024), f(r, "idle_anon_kib", "{:.2f}", 1 / 1024), per_viewer(r), f(r, "key_ms_p50"),
              f(r, "key_ms_p95"), f(r, "probe_key_ms_p50"), f(r, "probe_key_ms_p95"), f(r, "probe_key_ms_max")]
     print("".join(str(c).rjust(11) for c in cells))
     if r.get("first_error"):
@@ -190,7 +195,9 @@ print("gaps w/t = RTP sequence gaps in the window / since PLAY, all viewers toge
 print("sent -> first packet of an IDR (median / p95 over the N viewers, who join 2 ms apart).")
 print("join = the same for 20 viewers joining one at a time during the window, from their own")
 print("thread, while the N play (the load loop's own delay kept out). CPU % of one core.")
-print("KiB/view = (RSS - idle RSS) / (N + 1 warm-up viewer). MiB = 2^20 bytes.")
+print("KiB/view = (RSS - idle RSS) / (N + 1 warm-up viewer). MiB = 2^20 bytes. anon = RssAnon:")
+print("private anonymous memory (heap, ring, buffers); the rest of RSS is file-backed (binary,")
+print("shared libraries: glibc alone is ~1.3 MiB of it here).")
 EOF
 cat out/bench-rtsp.txt
 

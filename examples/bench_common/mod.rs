@@ -346,6 +346,8 @@ pub struct ProcSample {
     pub cpu_ticks: u64,
     pub rss_kib: u64,
     pub hwm_kib: u64,
+    /// Private anonymous memory (heap, rings, buffers): what the process itself allocated.
+    pub anon_kib: u64,
     pub threads: u64,
 }
 
@@ -369,6 +371,7 @@ pub fn proc_sample(pid: u32) -> Option<ProcSample> {
         cpu_ticks,
         rss_kib: field("VmRSS:"),
         hwm_kib: field("VmHWM:"),
+        anon_kib: field("RssAnon:"),
         threads: field("Threads:"),
     })
 }
@@ -405,4 +408,69 @@ pub fn host_port(url: &str) -> String {
 
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyframe_detection_h264() {
+        // RFC 6184 §5.6 single NAL: IDR (nal_ref_idc 3, type 5) vs non-IDR slice (type 1).
+        assert!(starts_keyframe(&[0x65, 0x88], false));
+        assert!(!starts_keyframe(&[0x41, 0x9a], false));
+        // §5.7.1 STAP-A (type 24): SPS (2 bytes) then IDR (2 bytes).
+        assert!(starts_keyframe(
+            &[0x78, 0, 2, 0x67, 0x42, 0, 2, 0x65, 0x88],
+            false
+        ));
+        assert!(!starts_keyframe(
+            &[0x78, 0, 2, 0x67, 0x42, 0, 2, 0x68, 0xce],
+            false
+        ));
+        // §5.8 FU-A (type 28): FU header S bit + type 5 starts a keyframe; a middle one doesn't.
+        assert!(starts_keyframe(&[0x7c, 0x85, 0x88], false));
+        assert!(!starts_keyframe(&[0x7c, 0x05, 0x88], false));
+        assert!(!starts_keyframe(&[], false));
+    }
+
+    #[test]
+    fn keyframe_detection_h265() {
+        // RFC 7798 §1.1.4: type in bits 1..6 of byte 0. IDR_W_RADL = 19, TRAIL_R = 1.
+        assert!(starts_keyframe(&[19 << 1, 1, 0xaf], true));
+        assert!(!starts_keyframe(&[1 << 1, 1, 0xaf], true));
+        // §4.4.3 FU (type 49): FU header S bit + type 19.
+        assert!(starts_keyframe(&[49 << 1, 1, 0x80 | 19], true));
+        assert!(!starts_keyframe(&[49 << 1, 1, 19], true));
+        // §4.4.2 AP (type 48): VPS (32) then CRA (21).
+        assert!(starts_keyframe(
+            &[48 << 1, 1, 0, 2, 32 << 1, 1, 0, 2, 21 << 1, 1],
+            true
+        ));
+    }
+
+    #[test]
+    fn tag_round_trip_and_insertion() {
+        let sei = tag_sei(0x1234);
+        assert!(
+            !sei.windows(2).any(|w| w == [0, 0]),
+            "no emulation prevention needed"
+        );
+        assert_eq!(read_tag(&sei), Some(0x1234));
+        // AUD, SPS, IDR with 4-byte start codes: the SEI goes right before the IDR.
+        let au = [
+            0, 0, 0, 1, 9, 0x10, 0, 0, 0, 1, 0x67, 0x42, 0, 0, 0, 1, 0x65, 0x88,
+        ];
+        let mut out = Vec::new();
+        insert_before_slice(&au, &sei, &mut out);
+        // The IDR's start code begins at byte 12.
+        assert_eq!(&out[..12], &au[..12]);
+        assert_eq!(&out[12..16], &[0, 0, 0, 1]);
+        assert_eq!(&out[16..16 + sei.len()], &sei);
+        assert_eq!(&out[16 + sei.len()..], &au[12..]);
+        // In a STAP-A as a payloader may aggregate it.
+        let mut stap = vec![24u8, 0, sei.len() as u8];
+        stap.extend_from_slice(&sei);
+        assert_eq!(tag_in_payload(&stap), Some(0x1234));
+    }
 }
