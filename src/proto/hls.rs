@@ -443,6 +443,15 @@ impl HlsSegmenter {
         Ok(n)
     }
 
+    /// Peak bit rate over the listed segments (RFC 8216 §4.3.4.2 BANDWIDTH: the largest
+    /// segment bit rate), or None before the first complete segment.
+    pub fn peak_bitrate_bps(&self) -> Option<u64> {
+        self.listed_segments()
+            .filter(|s| s.duration_90k > 0)
+            .map(|s| s.len_bytes as u64 * 8 * CLOCK_90K / s.duration_90k)
+            .max()
+    }
+
     /// Sequence numbers of the segments the media playlist lists now (oldest first).
     pub fn listed(&self) -> impl Iterator<Item = u64> + '_ {
         self.listed_segments().map(|s| s.seq)
@@ -672,6 +681,8 @@ mod tests {
         );
         assert_eq!(h.stats().target_duration_exceeded, 0);
         assert_eq!(h.stats().evicted_early, 0);
+        // Each 1 s segment: PAT + PMT + 10 one-packet frames = 12 packets = 18048 bits/s.
+        assert_eq!(h.peak_bitrate_bps(), Some(12 * 188 * 8));
     }
 
     #[test]
