@@ -90,8 +90,7 @@ fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> Res
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).unwrap();
-    read_response(&mut s, method == "HEAD")
-        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    read_response(&mut s, method == "HEAD").unwrap_or_else(|e| panic!("{method} {path}: {e}"))
 }
 
 fn get(port: u16, path: &str) -> Resp {
@@ -137,7 +136,11 @@ fn ffmpeg_decode_hls(url: &str, secs: u32) -> (u64, String) {
 
 fn assert_clean(stderr: &str, what: &str) {
     let bad: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert!(bad.is_empty(), "{what}: ffmpeg complained:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{what}: ffmpeg complained:\n{}",
+        bad.join("\n")
+    );
 }
 
 /// A media playlist, parsed.
@@ -165,7 +168,9 @@ fn parse_playlist(text: &str) -> MediaPlaylist {
         } else if l == "#EXT-X-DISCONTINUITY" {
             disc = true;
         } else if !l.starts_with('#') && !l.is_empty() {
-            let d = dur.take().unwrap_or_else(|| panic!("URI without EXTINF: {text}"));
+            let d = dur
+                .take()
+                .unwrap_or_else(|| panic!("URI without EXTINF: {text}"));
             p.segments.push((l.to_string(), d, pdt.take(), disc));
             disc = false;
         }
@@ -184,7 +189,11 @@ fn seg_seq(uri: &str) -> u64 {
 /// present and increasing on the PCR PID (from the PMT), and (via ffprobe) PTS/DTS
 /// monotonic per stream. Returns the number of packets per PID.
 fn check_ts(ts: &[u8], dir: &Path) -> HashMap<u16, usize> {
-    assert!(!ts.is_empty() && ts.len() % 188 == 0, "TS length {}", ts.len());
+    assert!(
+        !ts.is_empty() && ts.len() % 188 == 0,
+        "TS length {}",
+        ts.len()
+    );
     let mut cc: HashMap<u16, u8> = HashMap::new();
     let mut count: HashMap<u16, usize> = HashMap::new();
     let mut pcr_pid = None;
@@ -198,7 +207,11 @@ fn check_ts(ts: &[u8], dir: &Path) -> HashMap<u16, usize> {
         let c = p[3] & 0xf;
         if afc & 1 == 1 {
             if let Some(prev) = cc.insert(pid, c) {
-                assert_eq!(c, (prev + 1) & 0xf, "continuity counter of PID {pid:#x} at packet {i}");
+                assert_eq!(
+                    c,
+                    (prev + 1) & 0xf,
+                    "continuity counter of PID {pid:#x} at packet {i}"
+                );
             }
         }
         // PMT: program_info follows PCR_PID at byte 13 of a PMT section (pointer field 0).
@@ -226,22 +239,41 @@ fn check_ts(ts: &[u8], dir: &Path) -> HashMap<u16, usize> {
     std::fs::write(&f, ts).unwrap();
     let (ok, out, err) = run_bounded(
         Command::new("ffprobe")
-            .args(["-v", "error", "-show_packets", "-show_entries"])
-            .args(["packet=stream_index,pts,dts", "-of", "csv=p=0"])
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "packet=stream_index,pts,dts",
+            ])
+            .args(["-of", "compact=p=0:nk=0"])
             .arg(&f),
         Duration::from_secs(30),
     );
     assert!(ok && err.trim().is_empty(), "ffprobe on segments: {err}");
     let mut last: HashMap<String, (i64, i64)> = HashMap::new();
     let mut packets = 0;
-    for l in out.lines() {
-        let v: Vec<&str> = l.split(',').collect();
-        let (Ok(pts), Ok(dts)) = (v[1].parse::<i64>(), v[2].parse::<i64>()) else {
+    // Lines look like `stream_index=0|pts=180028|dts=180028|`; blank lines separate them.
+    for l in out.lines().filter(|l| l.starts_with("stream_index=")) {
+        let field = |k: &str| {
+            l.split('|')
+                .find_map(|f| f.strip_prefix(k))
+                .unwrap_or_else(|| panic!("no {k} in {l}"))
+        };
+        let (Ok(pts), Ok(dts)) = (field("pts=").parse::<i64>(), field("dts=").parse::<i64>())
+        else {
             panic!("packet without timestamps: {l}");
         };
+        let v = [field("stream_index=")];
         if let Some((lp, ld)) = last.get(v[0]) {
-            assert!(dts > *ld, "DTS not increasing in stream {}: {ld} -> {dts}", v[0]);
-            assert!(pts > *lp || v[0] != "1", "audio PTS not increasing: {lp} -> {pts}");
+            assert!(
+                dts > *ld,
+                "DTS not increasing in stream {}: {ld} -> {dts}",
+                v[0]
+            );
+            assert!(
+                pts > *lp || v[0] != "1",
+                "audio PTS not increasing: {lp} -> {pts}"
+            );
         }
         last.insert(v[0].to_string(), (pts, dts));
         packets += 1;
@@ -257,12 +289,19 @@ fn ffmpeg_decodes_h264_aac_and_segments_pass_ts_checks() {
     let url = format!("http://127.0.0.1:{}/live/index.m3u8", d.http_port);
     let (frames, err) = ffmpeg_decode_hls(&url, 10);
     assert_clean(&err, "H.264 HLS");
-    assert!((290..=310).contains(&frames), "{frames} frames for 10 s at 30 fps");
+    assert!(
+        (290..=310).contains(&frames),
+        "{frames} frames for 10 s at 30 fps"
+    );
     // ffprobe sees both tracks from the playlist.
     let (ok, out, err) = run_bounded(
         Command::new("ffprobe")
             .args(["-v", "error", "-show_entries"])
-            .args(["stream=codec_name,width,height,sample_rate", "-of", "csv=p=0"])
+            .args([
+                "stream=codec_name,width,height,sample_rate",
+                "-of",
+                "csv=p=0",
+            ])
             .arg(&url),
         Duration::from_secs(30),
     );
@@ -307,7 +346,14 @@ fn ffmpeg_decodes_h265_aac() {
     let audio = dir.join("a.aac");
     let (ok, _, err) = run_bounded(
         Command::new("ffmpeg")
-            .args(["-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+            .args([
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=320x240:rate=25",
+            ])
             .args(["-t", "4", "-c:v", "libx265"])
             .args(["-x265-params", "bframes=0:keyint=25:log-level=error"])
             .args(["-f", "hevc"])
@@ -317,7 +363,14 @@ fn ffmpeg_decodes_h265_aac() {
     assert!(ok, "making the H.265 file: {err}");
     let (ok, _, err) = run_bounded(
         Command::new("ffmpeg")
-            .args(["-v", "error", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+            .args([
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:sample_rate=44100",
+            ])
             .args(["-t", "4", "-c:a", "aac", "-f", "adts"])
             .arg(&audio),
         Duration::from_secs(60),
@@ -334,11 +387,18 @@ fn ffmpeg_decodes_h265_aac() {
     let url = format!("http://127.0.0.1:{}/cam/index.m3u8", d.http_port);
     let (frames, err) = ffmpeg_decode_hls(&url, 10);
     assert_clean(&err, "H.265 HLS");
-    assert!((240..=260).contains(&frames), "{frames} frames for 10 s at 25 fps");
+    assert!(
+        (240..=260).contains(&frames),
+        "{frames} frames for 10 s at 25 fps"
+    );
     let (ok, out, err) = run_bounded(
         Command::new("ffprobe")
             .args(["-v", "error", "-show_entries"])
-            .args(["stream=codec_name,width,height,sample_rate", "-of", "csv=p=0"])
+            .args([
+                "stream=codec_name,width,height,sample_rate",
+                "-of",
+                "csv=p=0",
+            ])
             .arg(&url),
         Duration::from_secs(30),
     );
@@ -378,7 +438,10 @@ command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i
     let mut retained_checks = 0;
     let mut pdts: HashMap<u64, String> = HashMap::new();
     while start.elapsed() < Duration::from_secs(32) || !discontinuity_after_kill {
-        assert!(start.elapsed() < Duration::from_secs(60), "no discontinuity seen after the restart");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no discontinuity seen after the restart"
+        );
         let r = get(d.http_port, "/cam/index.m3u8");
         assert_eq!(r.status, 200);
         assert_eq!(r.header("cache-control"), Some("no-cache"));
@@ -389,7 +452,11 @@ command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i
         assert!(!p.segments.is_empty() && p.segments.len() as u64 <= window);
         for (i, (uri, dur, pdt, disc)) in p.segments.iter().enumerate() {
             let seq = seg_seq(uri);
-            assert_eq!(seq, p.media_sequence + i as u64, "sequence numbers are consecutive");
+            assert_eq!(
+                seq,
+                p.media_sequence + i as u64,
+                "sequence numbers are consecutive"
+            );
             assert!(dur.round() as u64 <= td, "EXTINF {dur} > target {td}");
             let pdt = pdt.clone().unwrap_or_else(|| panic!("no PDT on {uri}"));
             // A segment's PDT never changes between playlists.
@@ -404,20 +471,35 @@ command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i
         if p.media_sequence >= window {
             let old = p.media_sequence - window;
             let r = get(d.http_port, &format!("/cam/seg{old}.ts"));
-            assert_eq!(r.status, 200, "seg{old} left the playlist less than a playlist ago");
+            assert_eq!(
+                r.status, 200,
+                "seg{old} left the playlist less than a playlist ago"
+            );
             assert!(!r.body.is_empty() && r.body[0] == 0x47);
             retained_checks += 1;
         }
         if killed_at_seq.is_none() && start.elapsed() > Duration::from_secs(10) {
             let children =
                 std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", d.pid())).unwrap();
-            let pid = children.split_whitespace().next().expect("encoder child").to_string();
-            assert!(Command::new("kill").args(["-9", &pid]).status().unwrap().success());
+            let pid = children
+                .split_whitespace()
+                .next()
+                .expect("encoder child")
+                .to_string();
+            assert!(Command::new("kill")
+                .args(["-9", &pid])
+                .status()
+                .unwrap()
+                .success());
             killed_at_seq = Some(p.segments.last().map_or(0, |s| seg_seq(&s.0)));
         }
         std::thread::sleep(Duration::from_millis(300));
     }
-    assert!(last_seq >= first.media_sequence + 20, "sequence {} → {last_seq} in 30 s", first.media_sequence);
+    assert!(
+        last_seq >= first.media_sequence + 20,
+        "sequence {} → {last_seq} in 30 s",
+        first.media_sequence
+    );
     assert!(retained_checks > 20, "{retained_checks} retention checks");
     // Far older segments are gone: nothing is kept beyond the plan.
     assert_eq!(get(d.http_port, "/cam/seg0.ts").status, 404);
@@ -438,7 +520,9 @@ fn npm_ready(web: &Path) {
     require_tool("node");
     require_tool("npm");
     if web.join("node_modules/hls.js/dist/hls.min.js").exists()
-        && web.join("node_modules/playwright-core/package.json").exists()
+        && web
+            .join("node_modules/playwright-core/package.json")
+            .exists()
     {
         return;
     }
@@ -448,7 +532,10 @@ fn npm_ready(web: &Path) {
             .current_dir(web),
         Duration::from_secs(300),
     );
-    assert!(ok, "npm install in tests/web failed (scripts/install-deps.sh does it too):\n{out}\n{err}");
+    assert!(
+        ok,
+        "npm install in tests/web failed (scripts/install-deps.sh does it too):\n{out}\n{err}"
+    );
 }
 
 #[test]
@@ -462,7 +549,13 @@ fn hlsjs_plays_in_headless_chromium() {
     let page_port = free_port();
     let server = StaticServer(
         Command::new("python3")
-            .args(["-m", "http.server", &page_port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "-m",
+                "http.server",
+                &page_port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
             .current_dir(&web)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -481,7 +574,11 @@ fn hlsjs_plays_in_headless_chromium() {
             d.http_port
         );
         let (ok, out, err) = run_bounded(
-            Command::new("node").arg("play-hls.mjs").arg(&page).args(["5", "45"]).current_dir(&web),
+            Command::new("node")
+                .arg("play-hls.mjs")
+                .arg(&page)
+                .args(["5", "45"])
+                .current_dir(&web),
             Duration::from_secs(90),
         );
         assert!(ok, "hls.js did not play {playlist} 5 s:\n{out}\n{err}");
@@ -530,30 +627,54 @@ fn http_limits_traversal_head_range_cors() {
     ] {
         let r = get(port, path);
         assert_eq!(r.status, 404, "{path}");
-        assert!(!r.text().contains(secret) && !r.text().contains("root:"), "{path}");
+        assert!(
+            !r.text().contains(secret) && !r.text().contains("root:"),
+            "{path}"
+        );
     }
     // Raw bytes a client library would never send.
     let mut s = connect(port);
-    s.write_all(b"GET /live/\x00seg1.ts HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.write_all(b"GET /live/\x00seg1.ts HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let r = read_response(&mut s, false).unwrap();
     assert_eq!(r.status, 400);
 
     // Content-Type, Cache-Control, CORS.
     let r = get(port, "/live/index.m3u8");
-    assert_eq!(r.header("content-type"), Some("application/vnd.apple.mpegurl"));
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/vnd.apple.mpegurl")
+    );
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
     let full = get(port, &seg);
     assert_eq!(full.status, 200);
     assert_eq!(full.header("content-type"), Some("video/mp2t"));
     let cc = full.header("cache-control").unwrap();
-    assert!(cc.starts_with("max-age=") && cc.ends_with(", immutable"), "{cc}");
+    assert!(
+        cc.starts_with("max-age=") && cc.ends_with(", immutable"),
+        "{cc}"
+    );
     assert_eq!(full.header("accept-ranges"), Some("bytes"));
     let len = full.body.len();
-    assert_eq!(full.header("content-length"), Some(len.to_string().as_str()));
-    let pre = request(port, "OPTIONS", &seg, &[("Origin", "http://a"), ("Access-Control-Request-Method", "GET")]);
+    assert_eq!(
+        full.header("content-length"),
+        Some(len.to_string().as_str())
+    );
+    let pre = request(
+        port,
+        "OPTIONS",
+        &seg,
+        &[
+            ("Origin", "http://a"),
+            ("Access-Control-Request-Method", "GET"),
+        ],
+    );
     assert_eq!(pre.status, 204);
     assert_eq!(pre.header("access-control-allow-origin"), Some("*"));
-    assert!(pre.header("access-control-allow-methods").unwrap().contains("GET"));
+    assert!(pre
+        .header("access-control-allow-methods")
+        .unwrap()
+        .contains("GET"));
     assert_eq!(request(port, "OPTIONS", "/elsewhere", &[]).status, 404);
     assert_eq!(request(port, "DELETE", &seg, &[]).status, 405);
 
@@ -566,25 +687,42 @@ fn http_limits_traversal_head_range_cors() {
     // Range: one range → 206 with exactly those bytes; suffix; past the end → 416.
     let r = request(port, "GET", &seg, &[("Range", "bytes=188-375")]);
     assert_eq!(r.status, 206);
-    assert_eq!(r.header("content-range"), Some(format!("bytes 188-375/{len}").as_str()));
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes 188-375/{len}").as_str())
+    );
     assert_eq!(r.body, full.body[188..376]);
     let r = request(port, "GET", &seg, &[("Range", "bytes=-188")]);
-    assert_eq!((r.status, r.body.as_slice()), (206, &full.body[len - 188..]));
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (206, &full.body[len - 188..])
+    );
     let r = request(port, "GET", &seg, &[("Range", &format!("bytes={len}-"))]);
     assert_eq!(r.status, 416);
-    assert_eq!(r.header("content-range"), Some(format!("bytes */{len}").as_str()));
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes */{len}").as_str())
+    );
 
     // Keep-alive: three requests on one connection, then `Connection: close` ends it.
     let mut s = connect(port);
     for i in 0..3 {
         let close = if i == 2 { "Connection: close\r\n" } else { "" };
-        s.write_all(format!("GET {seg} HTTP/1.1\r\nHost: x\r\n{close}\r\n").as_bytes()).unwrap();
+        s.write_all(format!("GET {seg} HTTP/1.1\r\nHost: x\r\n{close}\r\n").as_bytes())
+            .unwrap();
         let r = read_response(&mut s, false).unwrap();
         assert_eq!((r.status, r.body.len()), (200, len));
-        assert_eq!(r.header("connection"), Some(if i == 2 { "close" } else { "keep-alive" }));
+        assert_eq!(
+            r.header("connection"),
+            Some(if i == 2 { "close" } else { "keep-alive" })
+        );
     }
     let mut rest = Vec::new();
-    assert_eq!(s.read_to_end(&mut rest).unwrap(), 0, "closed after Connection: close");
+    assert_eq!(
+        s.read_to_end(&mut rest).unwrap(),
+        0,
+        "closed after Connection: close"
+    );
 
     // A 1 MiB header line: 431 and close, without reading the whole line.
     let mut s = connect(port);
@@ -593,7 +731,10 @@ fn http_limits_traversal_head_range_cors() {
     let mut resp = Vec::new();
     let _ = s.read_to_end(&mut resp);
     let resp = String::from_utf8_lossy(&resp);
-    assert!(resp.starts_with("HTTP/1.1 431 "), "1 MiB header answered {resp:?}");
+    assert!(
+        resp.starts_with("HTTP/1.1 431 "),
+        "1 MiB header answered {resp:?}"
+    );
 
     // Slowloris: one header byte every 250 ms is cut when the 2 s request timeout passes.
     let mut s = connect(port);
@@ -616,7 +757,10 @@ fn http_limits_traversal_head_range_cors() {
         }
     }
     let cut = cut_after.expect("the slow client was never cut off");
-    assert!(cut < slow.len() - 1, "cut after {cut} bytes, before the head was complete");
+    assert!(
+        cut < slow.len() - 1,
+        "cut after {cut} bytes, before the head was complete"
+    );
 
     // Connection cap (8): eight idle connections, the ninth gets 503; when they go, room again.
     let idle: Vec<TcpStream> = (0..8).map(|_| connect(port)).collect();
@@ -625,16 +769,23 @@ fn http_limits_traversal_head_range_cors() {
     let mut resp = Vec::new();
     let _ = ninth.read_to_end(&mut resp);
     let resp = String::from_utf8_lossy(&resp);
-    assert!(resp.starts_with("HTTP/1.1 503 "), "ninth connection got {resp:?}");
+    assert!(
+        resp.starts_with("HTTP/1.1 503 "),
+        "ninth connection got {resp:?}"
+    );
     drop(idle);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let mut s = connect(port);
-        let _ = s.write_all(b"GET /live/index.m3u8 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let _ =
+            s.write_all(b"GET /live/index.m3u8 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         if read_response(&mut s, false).is_ok_and(|r| r.status == 200) {
             break;
         }
-        assert!(Instant::now() < deadline, "no room after the idle connections closed");
+        assert!(
+            Instant::now() < deadline,
+            "no room after the idle connections closed"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(!d.log().contains("panicked"));
