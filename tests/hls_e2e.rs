@@ -129,7 +129,7 @@ fn ffmpeg_decode_hls(url: &str, secs: u32) -> (u64, String) {
         .lines()
         .filter_map(|l| l.strip_prefix("frame="))
         .filter_map(|v| v.trim().parse().ok())
-        .last()
+        .next_back()
         .unwrap_or(0);
     (frames, err)
 }
@@ -190,7 +190,7 @@ fn seg_seq(uri: &str) -> u64 {
 /// monotonic per stream. Returns the number of packets per PID.
 fn check_ts(ts: &[u8], dir: &Path) -> HashMap<u16, usize> {
     assert!(
-        !ts.is_empty() && ts.len() % 188 == 0,
+        !ts.is_empty() && ts.len().is_multiple_of(188),
         "TS length {}",
         ts.len()
     );
