@@ -354,11 +354,15 @@ impl HlsSegmenter {
         self.last_90k = Some(t);
     }
 
+    /// Cut when the open segment reached the target, less half a frame: timestamps stamped
+    /// from arrival jitter by a millisecond or so, and a keyframe due exactly at the target
+    /// (a GOP equal to the target) must not slip to the next one and double the segment.
     fn should_cut(&mut self, t: u64) -> bool {
+        let slack_90k = self.last_interval_90k / 2;
         match self.store.open() {
             None => true,
             Some(s) => {
-                t.saturating_sub(s.start_90k) * 1000
+                (t.saturating_sub(s.start_90k) + slack_90k) * 1000
                     >= u64::from(self.cfg.target_duration_ms) * CLOCK_90K
             }
         }
@@ -683,6 +687,21 @@ mod tests {
         assert_eq!(h.stats().evicted_early, 0);
         // Each 1 s segment: PAT + PMT + 10 one-packet frames = 12 packets = 18048 bits/s.
         assert_eq!(h.peak_bitrate_bps(), Some(12 * 188 * 8));
+    }
+
+    #[test]
+    fn a_gop_equal_to_the_target_is_cut_despite_jitter() {
+        let mut h = HlsSegmenter::new(HlsConfig::default(), Some(Codec::H264), None).unwrap();
+        // 25 fps, a keyframe every 25 frames, each keyframe arriving 1 ms (90 ticks) early.
+        for i in 0..101u64 {
+            let key = i.is_multiple_of(25);
+            let t = i * 3600 - if key && i > 0 { 90 } else { 0 };
+            h.push_video(&vmeta(t, key), &AU, T0_MS + t / 90).unwrap();
+        }
+        // Cut at every keyframe (25, 50, 75, 100); without the slack only at 50 and 100.
+        assert_eq!(h.listed().collect::<Vec<_>>(), [0, 1, 2, 3]);
+        assert_eq!(h.target_duration_s(), Some(1));
+        assert_eq!(h.stats().target_duration_exceeded, 0);
     }
 
     #[test]
