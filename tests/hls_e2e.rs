@@ -420,6 +420,7 @@ fn playlist_rules_over_30_seconds_with_an_encoder_restart() {
     let cfg = r#"
 [hls]
 window = 3
+segment_ms = 2000
 [streams.cam.source]
 kind = "exec"
 format = "h264"
@@ -495,8 +496,10 @@ command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i
         }
         std::thread::sleep(Duration::from_millis(300));
     }
+    // 2 s segments (two 1 s GOPs: the arrival-time stamper stretches the GOPs after a restart
+    // by up to ~40 %, which must still round within the target duration).
     assert!(
-        last_seq >= first.media_sequence + 20,
+        last_seq >= first.media_sequence + 12,
         "sequence {} → {last_seq} in 30 s",
         first.media_sequence
     );

@@ -354,11 +354,18 @@ impl HlsSegmenter {
         self.last_90k = Some(t);
     }
 
-    /// Cut when the open segment reached the target, less half a frame: timestamps stamped
-    /// from arrival jitter by a millisecond or so, and a keyframe due exactly at the target
-    /// (a GOP equal to the target) must not slip to the next one and double the segment.
+    /// Cut when the open segment reached the target, less a slack: timestamps stamped from
+    /// arrival jitter (by a millisecond, or by tens of them while an encoder's clock settles
+    /// after a restart), and a keyframe due at the target (a GOP equal to the target) must not
+    /// slip to the next one and double the segment past EXT-X-TARGETDURATION. Video: 10 % of
+    /// the target or half a frame, whichever is more; audio-only: half a frame.
     fn should_cut(&mut self, t: u64) -> bool {
-        let slack_90k = self.last_interval_90k / 2;
+        let half_frame_90k = self.last_interval_90k / 2;
+        let slack_90k = if self.video.is_some() {
+            half_frame_90k.max(u64::from(self.cfg.target_duration_ms) * CLOCK_90K / 10_000)
+        } else {
+            half_frame_90k
+        };
         match self.store.open() {
             None => true,
             Some(s) => {
@@ -692,10 +699,16 @@ mod tests {
     #[test]
     fn a_gop_equal_to_the_target_is_cut_despite_jitter() {
         let mut h = HlsSegmenter::new(HlsConfig::default(), Some(Codec::H264), None).unwrap();
-        // 25 fps, a keyframe every 25 frames, each keyframe arriving 1 ms (90 ticks) early.
+        // 25 fps, a keyframe every 25 frames, each keyframe stamped 1 ms (90 ticks) early, or
+        // 60 ms early (an encoder's clock settling after a restart).
         for i in 0..101u64 {
             let key = i.is_multiple_of(25);
-            let t = i * 3600 - if key && i > 0 { 90 } else { 0 };
+            let early = match i {
+                25 | 75 => 90,
+                50 | 100 => 5400,
+                _ => 0,
+            };
+            let t = i * 3600 - early;
             h.push_video(&vmeta(t, key), &AU, T0_MS + t / 90).unwrap();
         }
         // Cut at every keyframe (25, 50, 75, 100); without the slack only at 50 and 100.
