@@ -7,16 +7,16 @@
 use crate::config::{Config, SourceKind, StreamConfig};
 use crate::ingest::source::{self, Epoch};
 use crate::media::budget::{MemoryPlan, StreamPlan, HLS_SEGMENT_ENTRY_BYTES};
-use crate::media::fanout::{FrameCursor, StreamHub};
+use crate::media::fanout::{lock, FrameCursor, SharedHub, StreamHub};
 use crate::media::ring::MediaRing;
 use crate::net;
 use crate::net::hls::{HlsHandler, HlsStream, HlsStreamConfig};
 use crate::net::http::{HttpHandler, HttpLimits, HttpServer};
 use crate::net::rtsp::{RtspServer, RtspStream};
 use smol::Async;
-use std::cell::RefCell;
 use std::net::{SocketAddr, TcpListener};
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Where the daemon ended up listening (ports may be chosen by the OS in tests).
@@ -48,7 +48,7 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
     for sp in &plan.streams {
         let scfg = &cfg.streams[&sp.name];
         let ring = MediaRing::new(sp.ring_bytes, sp.ring_slots);
-        let hub = Rc::new(RefCell::new(StreamHub::new(
+        let hub: SharedHub = Arc::new(Mutex::new(StreamHub::new(
             &sp.name,
             ring,
             plan.max_viewers as usize + 4,
@@ -86,33 +86,30 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
     let listener = Async::new(listener).map_err(|e| e.to_string())?;
     let server = RtspServer::new(cfg.rtsp.clone(), rtsp_streams, epoch, plan.max_viewers)
         .map_err(|e| format!("RTSP UDP ports from {}: {e}", cfg.rtsp.udp_port))?;
-    let hubs_for_watchdog: Vec<Rc<RefCell<StreamHub>>> =
-        starts.iter().map(|(_, _, h)| h.clone()).collect();
+    let hubs_for_watchdog: Vec<SharedHub> = starts.iter().map(|(_, _, h)| h.clone()).collect();
     on_bound(Bound {
         rtsp: rtsp_addr,
         rtsp_udp: server.udp_ports(),
         http: http_addr,
     });
-    net::block_on(async move {
-        for (sp, scfg, hub) in starts {
-            let audio = scfg.audio.clone();
-            if scfg.source.kind == SourceKind::Testsrc && audio.is_some() {
-                log::warn!(
-                    "[{}] testsrc makes its own audio; the audio input is ignored",
-                    sp.name
-                );
-            }
-            net::spawn(source::run_video(
-                scfg.source.clone(),
-                sp,
-                hub.clone(),
-                epoch,
-            ))
-            .detach();
-            if let (Some(a), false) = (audio, scfg.source.kind == SourceKind::Testsrc) {
-                net::spawn(source::run_audio(a, hub, epoch)).detach();
-            }
+    // Media runs on one plain thread per input (see ingest::source); the async runtime below
+    // only carries the control plane.
+    for (sp, scfg, hub) in starts {
+        let audio = scfg.audio.clone();
+        if scfg.source.kind == SourceKind::Testsrc && audio.is_some() {
+            log::warn!(
+                "[{}] testsrc makes its own audio; the audio input is ignored",
+                sp.name
+            );
         }
+        source::spawn_video(scfg.source.clone(), sp.clone(), hub.clone(), epoch)
+            .map_err(|e| format!("[{}] cannot start the video input thread: {e}", sp.name))?;
+        if let (Some(a), false) = (audio, scfg.source.kind == SourceKind::Testsrc) {
+            source::spawn_audio(a, hub, epoch)
+                .map_err(|e| format!("[{}] cannot start the audio input thread: {e}", sp.name))?;
+        }
+    }
+    net::block_on(async move {
         let hubs: Vec<_> = hubs_for_watchdog;
         net::spawn(systemd_watchdog(hubs, epoch)).detach();
         net::spawn(http_server.serve(http_listener)).detach();
@@ -125,7 +122,7 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
 /// the HTTP routes that serve them.
 fn start_hls(
     cfg: &Config,
-    starts: &[(StreamPlan, StreamConfig, Rc<RefCell<StreamHub>>)],
+    starts: &[(StreamPlan, StreamConfig, SharedHub)],
     epoch_unix_ms: u64,
 ) -> HlsHandler {
     let mut streams = Vec::new();
@@ -141,9 +138,9 @@ fn start_hls(
             SourceKind::Testsrc => scfg.source.audio,
             _ => scfg.audio.is_some(),
         };
-        let mut hub = hub.borrow_mut();
+        let mut hub = lock(hub);
         let cursor = FrameCursor::start(&hub.ring, [true, true], sp.ring_bytes as u64 / 2);
-        let stream = Rc::new(RefCell::new(HlsStream::new(
+        let stream = Arc::new(Mutex::new(HlsStream::new(
             HlsStreamConfig {
                 name: sp.name.clone(),
                 segmenter,
@@ -153,6 +150,8 @@ fn start_hls(
             },
             cursor,
         )));
+        // Consumers run on the stream's ingest thread; the HTTP side locks the stream only
+        // to render a playlist or copy a chunk of a segment.
         if !hub.add_consumer(stream.clone()) {
             log::error!("[{}] HLS: no consumer slot on the hub", sp.name);
             continue;
@@ -170,7 +169,7 @@ fn start_hls(
 
 /// Tells systemd we are up (Type=notify), and feeds its watchdog only while frames flow: a
 /// daemon whose every source has been silent for 10 s is not healthy, and systemd restarts it.
-async fn systemd_watchdog(hubs: Vec<Rc<RefCell<StreamHub>>>, epoch: Epoch) {
+async fn systemd_watchdog(hubs: Vec<SharedHub>, epoch: Epoch) {
     let notifier = match crate::sd_notify::Notifier::from_env() {
         Ok(Some(n)) => n,
         Ok(None) => return,
@@ -188,7 +187,7 @@ async fn systemd_watchdog(hubs: Vec<Rc<RefCell<StreamHub>>>, epoch: Epoch) {
         smol::Timer::after(tick).await;
         let now = epoch.now_ms();
         let flowing = hubs.iter().any(|h| {
-            h.borrow()
+            lock(h)
                 .last_frame_ms
                 .is_some_and(|t| now.saturating_sub(t) < 10_000)
         });

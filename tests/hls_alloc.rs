@@ -7,9 +7,8 @@
 //! `#![deny(unsafe_code)]`).
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::RefCell;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rillcast::ingest::source::video_params;
 use rillcast::media::fanout::{FrameCursor, StreamHub};
@@ -127,7 +126,7 @@ fn hls_consumer_and_segmenter_do_not_allocate_per_frame() {
     ));
     hub.set_audio_params(AAC);
     let cursor = FrameCursor::start(&hub.ring, [true, true], 1 << 19);
-    let hls = Rc::new(RefCell::new(HlsStream::new(
+    let hls = Arc::new(Mutex::new(HlsStream::new(
         HlsStreamConfig {
             name: "live".into(),
             segmenter: HlsConfig {
@@ -154,15 +153,15 @@ fn hls_consumer_and_segmenter_do_not_allocate_per_frame() {
     f.publish(&mut hub, 3000);
     hub.source_restarted();
     f.publish(&mut hub, 1000);
-    let before = hls.borrow().stats().unwrap();
+    let before = hls.lock().unwrap().stats().unwrap();
     let frames = 12_000;
     let n = count_allocs(|| f.publish(&mut hub, frames));
-    let after = hls.borrow().stats().unwrap();
+    let after = hls.lock().unwrap().stats().unwrap();
     assert_eq!(n, 0, "{n} allocations in {frames} frames through hub + HLS");
     // The frames really went through the segmenter: ~1 segment per second of media.
     let segs = after.segments_completed - before.segments_completed;
     assert!(segs >= 100, "{segs} segments in {frames} frames");
-    assert_eq!(hls.borrow().push_errors, 0);
+    assert_eq!(hls.lock().unwrap().push_errors, 0);
     assert_eq!(after.evicted_early, 0);
     // A restart (an event, not a frame: it may allocate codec strings) marks a discontinuity,
     // and the frames after it are again allocation-free.
@@ -172,7 +171,8 @@ fn hls_consumer_and_segmenter_do_not_allocate_per_frame() {
     assert_eq!(n, 0, "{n} allocations in 2000 frames after a restart");
     let mut pl = String::with_capacity(4096);
     assert!(hls
-        .borrow()
+        .lock()
+        .unwrap()
         .segmenter()
         .unwrap()
         .render_media_playlist(&mut pl));

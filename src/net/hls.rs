@@ -10,15 +10,15 @@
 //! date-time is the epoch's wall-clock time plus the frame's timestamp), or allocate per
 //! frame.
 
-use crate::media::fanout::{Consumer, FrameCursor, StreamView};
+use crate::media::fanout::{lock, Consumer, FrameCursor, StreamView};
 use crate::media::{aac, h264, h265, AudioParams, Codec, Track, VideoParams};
 use crate::net::http::{BodyReader, HttpBody, HttpHandler, HttpRequest, HttpResponse};
 use crate::proto::hls::{
     parse_segment_uri, render_multivariant_playlist, HlsConfig, HlsError, HlsSegmenter, HlsStats,
     Rendition,
 };
-use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 /// How long a stream whose config promises audio waits for the audio parameters before
 /// segmenting video alone (adding audio later costs a discontinuity).
@@ -187,15 +187,19 @@ pub fn codecs_string(video: Option<&VideoParams>, audio: Option<&AudioParams>) -
     parts.join(",")
 }
 
-/// Serves one segment's bytes from the arena, chunk by chunk, while it is stored.
+/// One stream's HLS state, shared by its ingest thread (which feeds it) and the HTTP side.
+pub type SharedHlsStream = Arc<Mutex<HlsStream>>;
+
+/// Serves one segment's bytes from the arena, chunk by chunk, while it is stored. The
+/// stream's lock is held for one chunk's copy (16 KiB), never across a socket wait.
 struct SegmentBody {
-    stream: Rc<RefCell<HlsStream>>,
+    stream: SharedHlsStream,
     seq: u64,
 }
 
 impl BodyReader for SegmentBody {
     fn read_at(&self, offset: usize, buf: &mut [u8]) -> Option<usize> {
-        let s = self.stream.try_borrow().ok()?;
+        let s = lock(&self.stream);
         s.segmenter
             .as_ref()?
             .read_segment(self.seq, offset, buf)
@@ -205,25 +209,34 @@ impl BodyReader for SegmentBody {
 
 /// The HTTP routes of HLS.
 pub struct HlsHandler {
-    streams: Vec<Rc<RefCell<HlsStream>>>,
+    /// (name, stream): names copied out so routing takes no lock.
+    streams: Vec<(String, SharedHlsStream)>,
 }
 
 impl HlsHandler {
-    pub fn new(streams: Vec<Rc<RefCell<HlsStream>>>) -> Self {
+    pub fn new(streams: Vec<SharedHlsStream>) -> Self {
+        let streams = streams
+            .into_iter()
+            .map(|s| {
+                let name = lock(&s).name().to_string();
+                (name, s)
+            })
+            .collect();
         HlsHandler { streams }
     }
 
-    fn stream(&self, name: &str) -> Option<&Rc<RefCell<HlsStream>>> {
-        self.streams.iter().find(|s| s.borrow().name() == name)
+    fn stream(&self, name: &str) -> Option<&SharedHlsStream> {
+        self.streams.iter().find(|(n, _)| n == name).map(|(_, s)| s)
     }
 
-    fn playlist(&self, stream: &Rc<RefCell<HlsStream>>) -> HttpResponse {
-        let s = stream.borrow();
+    fn playlist(&self, stream: &SharedHlsStream) -> HttpResponse {
         let mut text = String::with_capacity(1024);
-        let ready = s
-            .segmenter
-            .as_ref()
-            .is_some_and(|seg| seg.render_media_playlist(&mut text));
+        let ready = {
+            let s = lock(stream);
+            s.segmenter
+                .as_ref()
+                .is_some_and(|seg| seg.render_media_playlist(&mut text))
+        };
         if !ready {
             return cors(HttpResponse::text(503, "no segment yet\n"))
                 .with_header("Retry-After", "1")
@@ -234,8 +247,8 @@ impl HlsHandler {
             .with_header("Cache-Control", "no-cache")
     }
 
-    fn segment(&self, stream: &Rc<RefCell<HlsStream>>, seq: u64) -> HttpResponse {
-        let s = stream.borrow();
+    fn segment(&self, stream: &SharedHlsStream, seq: u64) -> HttpResponse {
+        let s = lock(stream);
         let Some(seg) = s.segmenter.as_ref() else {
             return cors(HttpResponse::text(404, "not found\n"));
         };
@@ -259,8 +272,8 @@ impl HlsHandler {
         /// (uri, bandwidth, resolution, codecs)
         type Entry = (String, u64, Option<(u32, u32)>, String);
         let mut entries: Vec<Entry> = Vec::new();
-        for st in &self.streams {
-            let s = st.borrow();
+        for (_, st) in &self.streams {
+            let s = lock(st);
             let Some(seg) = s.segmenter.as_ref() else {
                 continue;
             };
@@ -368,7 +381,7 @@ mod tests {
 
     const T0_MS: u64 = 1_735_689_600_000;
 
-    fn hub_and_stream(expect_audio: bool) -> (StreamHub, Rc<RefCell<HlsStream>>) {
+    fn hub_and_stream(expect_audio: bool) -> (StreamHub, SharedHlsStream) {
         let mut hub = StreamHub::new("live", MediaRing::new(1 << 20, 1024), 4);
         let cfg = HlsStreamConfig {
             name: "live".into(),
@@ -383,7 +396,7 @@ mod tests {
             epoch_unix_ms: T0_MS,
         };
         let cursor = FrameCursor::start(&hub.ring, [true, true], 1 << 19);
-        let s = Rc::new(RefCell::new(HlsStream::new(cfg, cursor)));
+        let s = Arc::new(Mutex::new(HlsStream::new(cfg, cursor)));
         assert!(hub.add_consumer(s.clone()));
         (hub, s)
     }
@@ -501,21 +514,17 @@ mod tests {
         for i in 0..20 {
             vframe(&mut hub, i);
         }
-        assert!(s.borrow().segmenter().is_none());
+        assert!(lock(&s).segmenter().is_none());
         for i in 20..60 {
             vframe(&mut hub, i); // now_ms = i * 100 passes 3000 at frame 30
         }
-        assert!(s.borrow().segmenter().is_some());
+        assert!(lock(&s).segmenter().is_some());
         hub.source_restarted();
         for i in 60..90 {
             vframe(&mut hub, i);
         }
         let mut pl = String::new();
-        assert!(s
-            .borrow()
-            .segmenter()
-            .unwrap()
-            .render_media_playlist(&mut pl));
+        assert!(lock(&s).segmenter().unwrap().render_media_playlist(&mut pl));
         assert!(pl.contains("#EXT-X-DISCONTINUITY\n"), "{pl}");
     }
 
