@@ -480,13 +480,16 @@ command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i
             retained_checks += 1;
         }
         if killed_at_seq.is_none() && start.elapsed() > Duration::from_secs(10) {
-            let children =
-                std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", d.pid())).unwrap();
-            let pid = children
-                .split_whitespace()
-                .next()
-                .expect("encoder child")
-                .to_string();
+            // The encoder is a child of the stream's ingest thread: look in every task.
+            let mut pid = None;
+            for t in std::fs::read_dir(format!("/proc/{}/task", d.pid())).unwrap() {
+                let path = t.unwrap().path().join("children");
+                let children = std::fs::read_to_string(path).unwrap_or_default();
+                if let Some(p) = children.split_whitespace().next() {
+                    pid = Some(p.to_string());
+                }
+            }
+            let pid = pid.expect("encoder child process");
             assert!(Command::new("kill")
                 .args(["-9", &pid])
                 .status()
@@ -496,8 +499,8 @@ command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i
         }
         std::thread::sleep(Duration::from_millis(300));
     }
-    // 2 s segments (two 1 s GOPs: the arrival-time stamper stretches the GOPs after a restart
-    // by up to ~40 %, which must still round within the target duration).
+    // 2 s segments of two 1 s GOPs: arrival-time stamping on a loaded machine may shift a
+    // keyframe by tens of ms, and the rounding rule must hold all the same.
     assert!(
         last_seq >= first.media_sequence + 12,
         "sequence {} → {last_seq} in 30 s",
