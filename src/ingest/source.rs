@@ -201,9 +201,11 @@ impl VideoPipeline {
         assembler.end_of_write(&mut on_au);
     }
 
-    /// The source restarted: forget the partial AU (timestamps keep increasing).
+    /// The source restarted: forget the partial AU; the next AU is stamped at its arrival
+    /// (timestamps keep increasing, without smoothing across the gap).
     pub fn source_restarted(&mut self) {
         self.assembler.reset_partial();
+        self.stamper.resync();
     }
 }
 
@@ -494,6 +496,7 @@ fn run_video(cfg: SourceConfig, plan: StreamPlan, hub: SharedHub, epoch: Epoch) 
             SourceKind::Testsrc => unreachable!("handled above"),
         };
         pipe.source_restarted();
+        lock(&hub).source_restarted();
         let delay = backoff.next_delay(started.elapsed());
         match result {
             Ok(()) => log::warn!(
