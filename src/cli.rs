@@ -22,6 +22,7 @@ usage: rillcast [--config PATH] [--board NAME] [--check-config] [--print-config]
   --print-config   print the effective configuration as TOML and exit
 ";
 
+#[derive(Debug)]
 struct Args {
     config: Option<String>,
     board: Option<String>,
@@ -119,7 +120,11 @@ pub fn main() -> i32 {
         return 0;
     }
     if args.check {
-        return match crate::media::budget::MemoryPlan::new(&cfg, limits.memory_mib, limits.max_viewers) {
+        return match crate::media::budget::MemoryPlan::new(
+            &cfg,
+            limits.memory_mib,
+            limits.max_viewers,
+        ) {
             Ok(p) => {
                 println!("{file}: ok");
                 println!("{}", p.summary());

@@ -28,9 +28,11 @@ pub fn require_tool(tool: &str) {
 pub fn free_port() -> u16 {
     for _ in 0..200 {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let p = l.local_addr().unwrap().port();
-        if p % 2 == 0
-            && p < 65000
+        // Linux gives odd ports to bind(0); take the even one below it.
+        let p = l.local_addr().unwrap().port() & !1;
+        drop(l);
+        if p > 1024
+            && TcpListener::bind(("127.0.0.1", p)).is_ok()
             && UdpSocket::bind(("127.0.0.1", p)).is_ok()
             && UdpSocket::bind(("127.0.0.1", p + 1)).is_ok()
             && TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
@@ -76,12 +78,23 @@ impl Daemon {
     }
 
     pub fn start_with(tag: &str, extra: &str, args: &[&str], timeout: Duration) -> Daemon {
+        Self::start_full(tag, "", extra, args, timeout)
+    }
+
+    /// As [`Daemon::start_with`], with extra keys for the `[rtsp]` table.
+    pub fn start_full(
+        tag: &str,
+        rtsp_extra: &str,
+        extra: &str,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Daemon {
         let dir = temp_dir(tag);
         let rtsp_port = free_port();
         let udp_port = free_port();
         let http_port = free_port();
         let cfg = format!(
-            "[rtsp]\nport = {rtsp_port}\nbind = \"127.0.0.1\"\nudp_port = {udp_port}\n\
+            "[rtsp]\nport = {rtsp_port}\nbind = \"127.0.0.1\"\nudp_port = {udp_port}\n{rtsp_extra}\n\
              [http]\nport = {http_port}\nbind = \"127.0.0.1\"\n{extra}\n"
         );
         let cfg_path = dir.join("rillcast.toml");
@@ -112,7 +125,10 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("rillcast did not listen within {timeout:?}; log:\n{}", d.log());
+        panic!(
+            "rillcast did not listen within {timeout:?}; log:\n{}",
+            d.log()
+        );
     }
 
     pub fn url(&self, stream: &str) -> String {
@@ -138,7 +154,10 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("stream {stream} not live within {timeout:?}; log:\n{}", self.log());
+        panic!(
+            "stream {stream} not live within {timeout:?}; log:\n{}",
+            self.log()
+        );
     }
 
     /// Resident set size of the daemon, in KiB.
@@ -164,7 +183,11 @@ impl Drop for Daemon {
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         } else {
-            eprintln!("--- rillcast log ({}):\n{}", self.log_path.display(), self.log());
+            eprintln!(
+                "--- rillcast log ({}):\n{}",
+                self.log_path.display(),
+                self.log()
+            );
         }
     }
 }
@@ -216,6 +239,9 @@ pub struct RtspClient {
     pub session: Option<String>,
 }
 
+/// An RTSP response: (status, headers, body).
+pub type Response = (u16, Vec<(String, String)>, String);
+
 /// One RTP packet as the tests see it.
 #[derive(Clone, Debug)]
 pub struct RtpPacket {
@@ -261,9 +287,12 @@ impl RtspClient {
         method: &str,
         url: &str,
         headers: &[(&str, &str)],
-    ) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
+    ) -> std::io::Result<Response> {
         self.cseq += 1;
-        let mut req = format!("{method} {url} RTSP/1.0\r\nCSeq: {}\r\nUser-Agent: rillcast-test\r\n", self.cseq);
+        let mut req = format!(
+            "{method} {url} RTSP/1.0\r\nCSeq: {}\r\nUser-Agent: rillcast-test\r\n",
+            self.cseq
+        );
         if let Some(s) = &self.session {
             req.push_str(&format!("Session: {s}\r\n"));
         }
@@ -275,7 +304,7 @@ impl RtspClient {
         self.read_response()
     }
 
-    pub fn read_response(&mut self) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
+    pub fn read_response(&mut self) -> std::io::Result<Response> {
         loop {
             let buf = self.reader.fill_buf()?;
             if buf.is_empty() {
@@ -324,7 +353,10 @@ impl RtspClient {
         let mut h = [0u8; 4];
         self.reader.read_exact(&mut h)?;
         if h[0] != b'$' {
-            return Err(std::io::Error::other(format!("expected '$', got {:02x?}", h)));
+            return Err(std::io::Error::other(format!(
+                "expected '$', got {:02x?}",
+                h
+            )));
         }
         let len = u16::from_be_bytes([h[2], h[3]]) as usize;
         let mut data = vec![0u8; len];
@@ -365,7 +397,11 @@ impl RtspClient {
                 rtp.local_addr()?.port(),
                 rtcp.local_addr()?.port()
             );
-            let (st, _, _) = self.request("SETUP", &format!("{url}/{control}"), &[("Transport", &transport)])?;
+            let (st, _, _) = self.request(
+                "SETUP",
+                &format!("{url}/{control}"),
+                &[("Transport", &transport)],
+            )?;
             assert_eq!(st, 200, "SETUP {control}");
             socks.push((rtp, rtcp));
         }
@@ -399,11 +435,12 @@ pub fn sdp_controls(sdp: &str) -> Vec<String> {
 /// Two adjacent UDP sockets on loopback with large receive buffers (RTP even, RTCP odd).
 pub fn udp_pair() -> (UdpSocket, UdpSocket) {
     for _ in 0..200 {
-        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let p = a.local_addr().unwrap().port();
-        if p % 2 != 0 || p == 65535 {
+        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = probe.local_addr().unwrap().port() & !1;
+        drop(probe);
+        let Ok(a) = UdpSocket::bind(("127.0.0.1", p)) else {
             continue;
-        }
+        };
         if let Ok(b) = UdpSocket::bind(("127.0.0.1", p + 1)) {
             set_rcvbuf(&a, 4 << 20);
             a.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -429,5 +466,7 @@ pub fn addr(port: u16) -> SocketAddr {
 }
 
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
