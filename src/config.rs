@@ -312,7 +312,7 @@ impl Config {
     }
 
     /// Cross-field checks that serde cannot express. Returns the dotted key and the problem.
-    fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), (String, String)> {
         let err = |k: &str, m: &str| Err((k.to_string(), m.to_string()));
         if self.rtsp.port == 0 {
             return err("rtsp.port", "must be 1..=65535");

@@ -310,6 +310,7 @@ pub async fn run_video(
             SourceKind::Testsrc => unreachable!("handled above"),
         };
         pipe.source_restarted();
+        hub.borrow_mut().source_restarts += 1;
         let delay = backoff.next_delay(started.elapsed());
         match result {
             Ok(()) => log::warn!(

@@ -52,6 +52,8 @@ pub struct StreamHub {
     pub params_generation: u32,
     /// Wall-clock-free liveness: `now_ms` of the last frame.
     pub last_frame_ms: Option<u64>,
+    /// Times the source driver restarted its input (for the web page and metrics).
+    pub source_restarts: u64,
     consumers: Vec<ConsumerRef>,
     max_consumers: usize,
     stats: HubStats,
@@ -66,6 +68,7 @@ impl StreamHub {
             audio: None,
             params_generation: 0,
             last_frame_ms: None,
+            source_restarts: 0,
             consumers: Vec::with_capacity(max_consumers),
             max_consumers,
             stats: HubStats::default(),

@@ -111,6 +111,33 @@ impl RtspServer {
         (p(&self.udp_rtp), p(&self.udp_rtcp))
     }
 
+    /// Playing viewers as (id, stream, peer) for the web API; the id is `rtsp-<peer>`.
+    pub fn viewer_list(&self) -> Vec<(String, String, SocketAddr)> {
+        self.viewers
+            .borrow()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter_map(|v| {
+                let v = v.try_borrow().ok()?;
+                (!v.closed).then(|| (format!("rtsp-{}", v.peer), v.stream.clone(), v.peer))
+            })
+            .collect()
+    }
+
+    /// Disconnects the viewer with this id (see [`RtspServer::viewer_list`]).
+    pub fn kick(&self, id: &str) -> bool {
+        for v in self.viewers.borrow().iter().filter_map(Weak::upgrade) {
+            if let Ok(mut v) = v.try_borrow_mut() {
+                if !v.closed && format!("rtsp-{}", v.peer) == id {
+                    log::info!("[{}] viewer {} disconnected from the web API", v.stream, v.peer);
+                    v.close();
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
     fn bump(&self, f: impl FnOnce(&mut RtspStats)) {
         let mut s = self.stats.get();
         f(&mut s);
