@@ -5,11 +5,12 @@
 //! ("media memory: N MiB") is the plan's, and the plan is all the media memory there is.
 
 use crate::config::{Config, SourceKind};
-use crate::ingest::source::{self, Epoch};
+use crate::ingest::source::Epoch;
 use crate::media::budget::MemoryPlan;
 use crate::media::fanout::StreamHub;
 use crate::media::ring::MediaRing;
 use crate::net;
+use crate::net::http::{HttpHandler, HttpLimits, HttpServer};
 use crate::net::rtsp::{RtspServer, RtspStream};
 use smol::Async;
 use std::cell::RefCell;
@@ -22,6 +23,7 @@ use std::time::Instant;
 pub struct Bound {
     pub rtsp: SocketAddr,
     pub rtsp_udp: (u16, u16),
+    pub http: SocketAddr,
 }
 
 /// Limits from a board profile (`--board`).
@@ -29,6 +31,10 @@ pub struct Bound {
 pub struct BoardLimits {
     pub memory_mib: Option<u32>,
     pub max_viewers: Option<u32>,
+    /// The config file the web page saves to (None: built-in defaults, changes not saved).
+    pub config_path: Option<std::path::PathBuf>,
+    /// The board's encoder command (re-applied when the web page's config is validated).
+    pub encoder_command: Option<Vec<String>>,
 }
 
 /// Runs the daemon on the current thread until it fails. `on_bound` is told the addresses
@@ -56,6 +62,10 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
         });
         starts.push((sp.clone(), scfg.clone(), hub));
     }
+    let http_listener = TcpListener::bind((cfg.http.bind.as_str(), cfg.http.port))
+        .map_err(|e| format!("HTTP port {}:{}: {e}", cfg.http.bind, cfg.http.port))?;
+    let http_addr = http_listener.local_addr().map_err(|e| e.to_string())?;
+    let http_listener = Async::new(http_listener).map_err(|e| e.to_string())?;
     let listener = TcpListener::bind((cfg.rtsp.bind.as_str(), cfg.rtsp.port))
         .map_err(|e| format!("RTSP port {}:{}: {e}", cfg.rtsp.bind, cfg.rtsp.port))?;
     let rtsp_addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -67,7 +77,40 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
     on_bound(Bound {
         rtsp: rtsp_addr,
         rtsp_udp: server.udp_ports(),
+        http: http_addr,
     });
+    // The web page and API (crate::web): sources are started through it so a source change
+    // from the page restarts only that stream's task.
+    let web_rt = Rc::new(crate::web::live::LiveRuntime::new(
+        &plan,
+        starts.iter().map(|(sp, _, h)| (sp.clone(), h.clone())).collect(),
+        server.clone(),
+        epoch,
+        (rtsp_addr.port(), http_addr.port()),
+    ));
+    let web = Rc::new(crate::web::api::WebApi::new(
+        cfg.clone(),
+        web_rt.clone(),
+        crate::web::live::SystemClock(epoch),
+        crate::web::api::WebOptions {
+            config_path: board.config_path.clone(),
+            board_encoder: board.encoder_command.clone(),
+            own_names: crate::web::live::own_names(),
+            random: Box::new(crate::web::live::os_random),
+            scrypt_log_n: crate::web::auth::SCRYPT_LOG_N,
+        },
+    ));
+    let http_handlers: Vec<Rc<dyn HttpHandler>> = vec![web.clone()];
+    let http_server = HttpServer::new(
+        HttpLimits {
+            max_connections: 64,
+            request_timeout_ms: 10_000,
+            keepalive_timeout_ms: 30_000,
+            send_timeout_ms: 10_000,
+        },
+        http_handlers,
+    );
+    let cfg_for_sources = cfg.clone();
     net::block_on(async move {
         for (sp, scfg, hub) in starts {
             let audio = scfg.audio.clone();
@@ -77,17 +120,11 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
                     sp.name
                 );
             }
-            net::spawn(source::run_video(
-                scfg.source.clone(),
-                sp,
-                hub.clone(),
-                epoch,
-            ))
-            .detach();
-            if let (Some(a), false) = (audio, scfg.source.kind == SourceKind::Testsrc) {
-                net::spawn(source::run_audio(a, hub, epoch)).detach();
-            }
+            let _ = hub;
+            web_rt.start_sources(&sp.name, &cfg_for_sources);
         }
+        net::spawn(crate::web::live::background(web)).detach();
+        net::spawn(http_server.serve(http_listener)).detach();
         let hubs: Vec<_> = hubs_for_watchdog;
         net::spawn(systemd_watchdog(hubs, epoch)).detach();
         server.serve(listener).await;
