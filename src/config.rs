@@ -343,7 +343,10 @@ impl Config {
         }
         if let Some(h) = &self.http.password_hash {
             if !h.starts_with("scrypt$") || h.len() > 256 {
-                return err("http.password_hash", "must be scrypt$logN$r$p$salt$key (set it on the web page)");
+                return err(
+                    "http.password_hash",
+                    "must be scrypt$logN$r$p$salt$key (set it on the web page)",
+                );
             }
         }
         if self.http.allowed_hosts.len() > 32 {
@@ -351,14 +354,25 @@ impl Config {
         }
         for h in &self.http.allowed_hosts {
             if !crate::web::auth::valid_host_pattern(h) {
-                return err("http.allowed_hosts", "entries are host names, *.domain or addresses, without a port");
+                return err(
+                    "http.allowed_hosts",
+                    "entries are host names, *.domain or addresses, without a port",
+                );
             }
         }
         if self.http.api_tokens.len() > 32 {
             return err("http.api_tokens", "at most 32 tokens");
         }
-        if !self.http.api_tokens.iter().all(|t| crate::web::auth::is_valid_token_hash(t)) {
-            return err("http.api_tokens", "entries are sha256$<64 hex> (create tokens on the web page)");
+        if !self
+            .http
+            .api_tokens
+            .iter()
+            .all(|t| crate::web::auth::is_valid_token_hash(t))
+        {
+            return err(
+                "http.api_tokens",
+                "entries are sha256$<64 hex> (create tokens on the web page)",
+            );
         }
         if self.push.len() > 16 {
             return err("push", "at most 16 push targets");

@@ -83,7 +83,10 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
     // from the page restarts only that stream's task.
     let web_rt = Rc::new(crate::web::live::LiveRuntime::new(
         &plan,
-        starts.iter().map(|(sp, _, h)| (sp.clone(), h.clone())).collect(),
+        starts
+            .iter()
+            .map(|(sp, _, h)| (sp.clone(), h.clone()))
+            .collect(),
         server.clone(),
         epoch,
         (rtsp_addr.port(), http_addr.port()),

@@ -129,7 +129,11 @@ impl RtspServer {
         for v in self.viewers.borrow().iter().filter_map(Weak::upgrade) {
             if let Ok(mut v) = v.try_borrow_mut() {
                 if !v.closed && format!("rtsp-{}", v.peer) == id {
-                    log::info!("[{}] viewer {} disconnected from the web API", v.stream, v.peer);
+                    log::info!(
+                        "[{}] viewer {} disconnected from the web API",
+                        v.stream,
+                        v.peer
+                    );
                     v.close();
                     return true;
                 }

@@ -102,16 +102,20 @@ impl ChangePlan {
             p.applied_live.push("webhooks".into());
         }
         if old.streams.keys().ne(new.streams.keys()) {
-            p.needs_daemon_restart.push("streams (added or removed)".into());
+            p.needs_daemon_restart
+                .push("streams (added or removed)".into());
         }
         for (name, n) in &new.streams {
-            let Some(o) = old.streams.get(name) else { continue };
+            let Some(o) = old.streams.get(name) else {
+                continue;
+            };
             if o.source != n.source || o.audio != n.audio {
                 p.restart_sources.push(name.clone());
             }
             if (o.buffer_ms, o.max_bitrate_kbps) != (n.buffer_ms, n.max_bitrate_kbps) {
-                p.needs_daemon_restart
-                    .push(format!("streams.{name}.buffer_ms/max_bitrate_kbps (memory plan)"));
+                p.needs_daemon_restart.push(format!(
+                    "streams.{name}.buffer_ms/max_bitrate_kbps (memory plan)"
+                ));
             }
             if o.auth != n.auth {
                 p.needs_daemon_restart.push(format!("streams.{name}.auth"));
@@ -123,8 +127,10 @@ impl ChangePlan {
             }
         }
         if old.push.len() > new.push.len() {
-            p.applied_live
-                .push(format!("{} push target(s) removed", old.push.len() - new.push.len()));
+            p.applied_live.push(format!(
+                "{} push target(s) removed",
+                old.push.len() - new.push.len()
+            ));
         }
         p
     }
@@ -136,8 +142,16 @@ impl ChangePlan {
             .iter()
             .map(|s| format!("restarted the source of stream {s}"))
             .collect();
-        v.extend(self.restart_push.iter().map(|i| format!("(re)started push target {i}")));
-        v.extend(self.applied_live.iter().map(|s| format!("applied live: {s}")));
+        v.extend(
+            self.restart_push
+                .iter()
+                .map(|i| format!("(re)started push target {i}")),
+        );
+        v.extend(
+            self.applied_live
+                .iter()
+                .map(|s| format!("applied live: {s}")),
+        );
         v.extend(
             self.needs_daemon_restart
                 .iter()
@@ -204,7 +218,11 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
     ("GET", "/api/v1/status", Route::Status),
     ("GET", "/api/v1/streams", Route::Streams),
     ("GET", "/api/v1/streams/{name}", Route::Stream),
-    ("POST", "/api/v1/streams/{name}/restart", Route::StreamRestart),
+    (
+        "POST",
+        "/api/v1/streams/{name}/restart",
+        Route::StreamRestart,
+    ),
     ("GET", "/api/v1/viewers", Route::Viewers),
     ("DELETE", "/api/v1/viewers/{id}", Route::ViewerKick),
     ("GET", "/api/v1/push", Route::PushList),
@@ -266,7 +284,11 @@ fn percent_decode(s: &str) -> Option<String> {
 /// Finds the route; Err(405) when the path exists with other methods, Err(404) otherwise.
 pub fn route(method: &str, path: &str) -> Result<(Route, String), u16> {
     if page::asset(path).is_some() {
-        return if method == "GET" { Ok((Route::Page, String::new())) } else { Err(405) };
+        return if method == "GET" {
+            Ok((Route::Page, String::new()))
+        } else {
+            Err(405)
+        };
     }
     let mut param = String::new();
     let mut path_known = false;
@@ -352,10 +374,11 @@ fn parse_json<T: DeserializeOwned>(req: &HttpRequest<'_>) -> Result<T, ApiError>
         ApiError {
             status: 400,
             error: msg,
-            field: (path != ".").then_some(path),
+            field: (path != "." && path != "?").then_some(path),
         }
     })?;
-    de.end().map_err(|e| err(400, format!("malformed JSON: {e}")))?;
+    de.end()
+        .map_err(|e| err(400, format!("malformed JSON: {e}")))?;
     Ok(v)
 }
 
@@ -409,7 +432,7 @@ struct WebState {
     limiter: LoginLimiter,
     events: EventLog,
     webhooks: WebhookQueue,
-    random: Box<dyn FnMut(&mut [u8])>,
+    random: RandomFill,
     metrics_buf: String,
     /// Last snapshot the observer diffed against.
     last_seen: Option<Status>,
@@ -417,13 +440,16 @@ struct WebState {
     scrypt_log_n: u8,
 }
 
+/// Fills a buffer with random bytes (the OS's in the daemon, a counter in tests).
+pub type RandomFill = Box<dyn FnMut(&mut [u8])>;
+
 /// Options for [`WebApi::new`].
 pub struct WebOptions {
     pub config_path: Option<PathBuf>,
     pub board_encoder: Option<Vec<String>>,
     /// This machine's names (hostname, hostname.local) accepted in `Host`.
     pub own_names: Vec<String>,
-    pub random: Box<dyn FnMut(&mut [u8])>,
+    pub random: RandomFill,
     pub scrypt_log_n: u8,
 }
 
@@ -460,7 +486,10 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
         let now = self.clock.now_ms();
         let mut st = self.st.borrow_mut();
         let WebState {
-            events, webhooks, cfg, ..
+            events,
+            webhooks,
+            cfg,
+            ..
         } = &mut *st;
         let e = events.push(kind, unix);
         let urls: Vec<String> = cfg.webhooks.iter().map(|w| w.url.clone()).collect();
@@ -535,7 +564,11 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
     fn dispatch(&self, req: &HttpRequest<'_>) -> Result<HttpResponse, ApiError> {
         {
             let st = self.st.borrow();
-            if !auth::host_allowed(req.header("host"), &st.cfg.http.allowed_hosts, &st.own_names) {
+            if !auth::host_allowed(
+                req.header("host"),
+                &st.cfg.http.allowed_hosts,
+                &st.own_names,
+            ) {
                 return Err(err(
                     403,
                     "Host not allowed: add it to [http] allowed_hosts (DNS-rebinding guard)",
@@ -621,8 +654,13 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
                 let salt = self.random::<16>();
                 let log_n = self.st.borrow().scrypt_log_n;
                 let mut new = self.config();
-                new.http.password_hash =
-                    Some(auth::hash_password_with(&b.password, &salt, log_n, auth::SCRYPT_R, auth::SCRYPT_P));
+                new.http.password_hash = Some(auth::hash_password_with(
+                    &b.password,
+                    &salt,
+                    log_n,
+                    auth::SCRYPT_R,
+                    auth::SCRYPT_P,
+                ));
                 self.save_and_apply(new)?;
                 Ok(self.new_session_response())
             }
@@ -645,7 +683,10 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
         let ip = req.peer.ip();
         let mut st = self.st.borrow_mut();
         if let Err(wait_s) = st.limiter.allow(ip, now) {
-            return Err(err(429, format!("too many attempts; try again in {wait_s} s")));
+            return Err(err(
+                429,
+                format!("too many attempts; try again in {wait_s} s"),
+            ));
         }
         let stored = st.cfg.http.password_hash.clone().unwrap_or_default();
         match auth::verify_password(pw, &stored) {
@@ -665,8 +706,10 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
         let r = self.random::<32>();
         let now = self.now();
         let s = self.st.borrow_mut().sessions.create(&r, now);
-        json_response(200, &serde_json::json!({ "csrf": s.csrf }))
-            .with_header("Set-Cookie", auth::session_cookie(&s.id, SESSION_MAX_MS / 1000))
+        json_response(200, &serde_json::json!({ "csrf": s.csrf })).with_header(
+            "Set-Cookie",
+            auth::session_cookie(&s.id, SESSION_MAX_MS / 1000),
+        )
     }
 
     fn user_route(
@@ -678,7 +721,11 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
     ) -> Result<HttpResponse, ApiError> {
         let host = req
             .header("host")
-            .map(|h| h.rsplit_once(':').filter(|(_, p)| !p.contains(']')).map_or(h, |(h, _)| h))
+            .map(|h| {
+                h.rsplit_once(':')
+                    .filter(|(_, p)| !p.contains(']'))
+                    .map_or(h, |(h, _)| h)
+            })
             .unwrap_or("localhost")
             .to_string();
         match route {
@@ -692,13 +739,23 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
             Route::Password => {
                 let b: PasswordChange = parse_json(req)?;
                 auth::check_new_password(&b.new).map_err(|e| field_err("new", e.message()))?;
-                self.check_password(req, &b.current)
-                    .map_err(|e| if e.status == 401 { field_err("current", "wrong password") } else { e })?;
+                self.check_password(req, &b.current).map_err(|e| {
+                    if e.status == 401 {
+                        field_err("current", "wrong password")
+                    } else {
+                        e
+                    }
+                })?;
                 let salt = self.random::<16>();
                 let log_n = self.st.borrow().scrypt_log_n;
                 let mut new = self.config();
-                new.http.password_hash =
-                    Some(auth::hash_password_with(&b.new, &salt, log_n, auth::SCRYPT_R, auth::SCRYPT_P));
+                new.http.password_hash = Some(auth::hash_password_with(
+                    &b.new,
+                    &salt,
+                    log_n,
+                    auth::SCRYPT_R,
+                    auth::SCRYPT_P,
+                ));
                 self.save_and_apply(new)?;
                 self.st.borrow_mut().sessions.clear();
                 Ok(self.new_session_response())
@@ -739,7 +796,10 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
             }
             Route::Viewers => {
                 let st = self.st.borrow();
-                Ok(json_response(200, &self.rt.status(&st.cfg, self.now()).viewers))
+                Ok(json_response(
+                    200,
+                    &self.rt.status(&st.cfg, self.now()).viewers,
+                ))
             }
             Route::ViewerKick => {
                 if self.rt.kick_viewer(param) {
@@ -750,7 +810,10 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
             }
             Route::PushList => {
                 let st = self.st.borrow();
-                Ok(json_response(200, &self.rt.status(&st.cfg, self.now()).push))
+                Ok(json_response(
+                    200,
+                    &self.rt.status(&st.cfg, self.now()).push,
+                ))
             }
             Route::PushAdd | Route::PushUpdate => {
                 let b: PushBody = parse_json(req)?;
@@ -777,7 +840,10 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
                     return Err(field_err(f, m));
                 }
                 let r = self.save_and_apply(new)?;
-                Ok(json_response(200, &serde_json::json!({"index": index, "result": r})))
+                Ok(json_response(
+                    200,
+                    &serde_json::json!({"index": index, "result": r}),
+                ))
             }
             Route::PushRemove => {
                 let mut new = self.config();
@@ -792,7 +858,10 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
                 let new = self.complete_config(incoming)?;
                 let plan = ChangePlan::between(&self.config(), &new);
                 if route == Route::ConfigValidate {
-                    return Ok(json_response(200, &serde_json::json!({"ok": true, "plan": plan})));
+                    return Ok(json_response(
+                        200,
+                        &serde_json::json!({"ok": true, "plan": plan}),
+                    ));
                 }
                 let r = self.save_and_apply(new)?;
                 Ok(json_response(200, &r))
@@ -801,7 +870,10 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
                 let since = req
                     .query
                     .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("since=")))
-                    .map(|v| v.parse::<u64>().map_err(|_| field_err("since", "must be a number")))
+                    .map(|v| {
+                        v.parse::<u64>()
+                            .map_err(|_| field_err("since", "must be a number"))
+                    })
                     .transpose()?
                     .unwrap_or(0);
                 let st = self.st.borrow();
@@ -830,7 +902,10 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
                 new.http.api_tokens.push(auth::hash_token(&token));
                 let index = new.http.api_tokens.len() - 1;
                 self.save_and_apply(new)?;
-                Ok(json_response(200, &serde_json::json!({"index": index, "token": token})))
+                Ok(json_response(
+                    200,
+                    &serde_json::json!({"index": index, "token": token}),
+                ))
             }
             Route::TokenRemove => {
                 let mut new = self.config();
@@ -851,9 +926,11 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
                 };
                 let mut st = self.st.borrow_mut();
                 metrics::render(&mut st.metrics_buf, &s, &c);
-                Ok(HttpResponse::new(200, HttpBody::Bytes(st.metrics_buf.as_bytes().to_vec()))
-                    .with_header("Content-Type", metrics::CONTENT_TYPE)
-                    .with_header("Cache-Control", "no-store"))
+                Ok(
+                    HttpResponse::new(200, HttpBody::Bytes(st.metrics_buf.as_bytes().to_vec()))
+                        .with_header("Content-Type", metrics::CONTENT_TYPE)
+                        .with_header("Cache-Control", "no-store"),
+                )
             }
             _ => Err(err(404, "no such endpoint")),
         }
@@ -879,7 +956,9 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
             let (field, msg) = e
                 .message
                 .split_once(": ")
-                .map_or((None, e.message.as_str()), |(f, m)| (Some(f.to_string()), m));
+                .map_or((None, e.message.as_str()), |(f, m)| {
+                    (Some(f.to_string()), m)
+                });
             ApiError {
                 status: 400,
                 error: msg.to_string(),
@@ -909,7 +988,13 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
                 None => toml::to_string(&new).map_err(|e| err(500, e.to_string()))?,
             };
             persist::save_atomic(path, text.as_bytes()).map_err(|e| {
-                err(500, format!("could not save {}: {e}; nothing was changed", path.display()))
+                err(
+                    500,
+                    format!(
+                        "could not save {}: {e}; nothing was changed",
+                        path.display()
+                    ),
+                )
             })?;
         }
         let plan = ChangePlan::between(&old, &new);
@@ -946,7 +1031,11 @@ pub fn redact(c: &Config) -> Config {
         if p.key.is_some() {
             p.key = Some(MASKED_KEY.into());
         }
-        p.url = if p.url.splitn(5, '/').count() > 4 { mask_push_url(&p.url) } else { p.url.clone() };
+        p.url = if p.url.splitn(5, '/').count() > 4 {
+            mask_push_url(&p.url)
+        } else {
+            p.url.clone()
+        };
     }
     c
 }
@@ -957,10 +1046,14 @@ pub fn diff_events(prev: &Status, now: &Status, out: &mut Vec<EventKind>) {
         let p = prev.streams.iter().find(|p| p.name == s.name);
         let was_live = p.is_some_and(|p| p.live);
         if s.live && !was_live {
-            out.push(EventKind::StreamStarted { stream: s.name.clone() });
+            out.push(EventKind::StreamStarted {
+                stream: s.name.clone(),
+            });
         }
         if !s.live && was_live {
-            out.push(EventKind::StreamStopped { stream: s.name.clone() });
+            out.push(EventKind::StreamStopped {
+                stream: s.name.clone(),
+            });
         }
         if let Some(p) = p {
             if s.source_restarts > p.source_restarts {
@@ -1030,7 +1123,9 @@ pub fn diff_events(prev: &Status, now: &Status, out: &mut Vec<EventKind>) {
 
 impl<R: Runtime, C: Clock> HttpHandler for WebApi<R, C> {
     fn handle(&self, req: &HttpRequest<'_>) -> Option<HttpResponse> {
-        let ours = req.path.starts_with("/api/") || req.path == "/metrics" || page::asset(req.path).is_some();
+        let ours = req.path.starts_with("/api/")
+            || req.path == "/metrics"
+            || page::asset(req.path).is_some();
         if !ours {
             return None;
         }

@@ -93,8 +93,7 @@ pub fn verify_password(pw: &str, stored: &str) -> Result<bool, AuthError> {
     let r: u32 = r.parse().map_err(|_| AuthError::BadStoredHash)?;
     let p: u32 = p.parse().map_err(|_| AuthError::BadStoredHash)?;
     // r * p bounds the memory too (128 * r * p bytes per block); keep both small.
-    if !(1..=SCRYPT_MAX_LOG_N).contains(&log_n) || !(1..=32).contains(&r) || !(1..=4).contains(&p)
-    {
+    if !(1..=SCRYPT_MAX_LOG_N).contains(&log_n) || !(1..=32).contains(&r) || !(1..=4).contains(&p) {
         return Err(AuthError::BadStoredHash);
     }
     let mut salt_b = [0u8; 64];
@@ -165,7 +164,7 @@ pub fn hex(b: &[u8]) -> String {
 /// too long for `out`.
 fn unhex(s: &str, out: &mut [u8]) -> Option<usize> {
     let b = s.as_bytes();
-    if b.len() % 2 != 0 || b.len() / 2 > out.len() {
+    if !b.len().is_multiple_of(2) || b.len() / 2 > out.len() {
         return None;
     }
     let nib = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
@@ -255,7 +254,8 @@ impl Sessions {
     fn expire(&mut self, now_ms: u64) {
         let (idle, abs) = (self.idle_ms, self.absolute_ms);
         self.list.retain(|s| {
-            now_ms.saturating_sub(s.last_used_ms) < idle && now_ms.saturating_sub(s.created_ms) < abs
+            now_ms.saturating_sub(s.last_used_ms) < idle
+                && now_ms.saturating_sub(s.created_ms) < abs
         });
     }
 }
@@ -449,14 +449,21 @@ mod tests {
             "scrypt$4$8$1$$0000000000000000000000000000000000000000000000000000000000000000",
             "scrypt$4$8$1$07$00$extra",
         ] {
-            assert_eq!(verify_password("x", bad), Err(AuthError::BadStoredHash), "{bad}");
+            assert_eq!(
+                verify_password("x", bad),
+                Err(AuthError::BadStoredHash),
+                "{bad}"
+            );
             assert!(!is_valid_password_hash(bad));
         }
     }
 
     #[test]
     fn new_password_length_rules() {
-        assert_eq!(check_new_password("1234567"), Err(AuthError::PasswordTooShort));
+        assert_eq!(
+            check_new_password("1234567"),
+            Err(AuthError::PasswordTooShort)
+        );
         assert_eq!(check_new_password("12345678"), Ok(()));
         // 8 characters, 16 bytes: characters count for the minimum.
         assert_eq!(check_new_password("éééééééé"), Ok(()));
@@ -484,18 +491,25 @@ mod tests {
     #[test]
     fn sessions_expire_and_evict() {
         let mut s = Sessions::new(2, 1000, 5000);
-        let a = s.create(&[1; 32], 0);
+        let r = |x: u8| core::array::from_fn::<u8, 32, _>(|i| x.wrapping_mul(37) ^ i as u8);
+        let a = s.create(&r(1), 0);
         assert_eq!(a.id.len(), 32);
         assert_ne!(a.id, a.csrf);
         assert!(s.check(&a.id, 900).is_some());
-        assert!(s.check(&a.id, 1800).is_some(), "idle timer refreshed at 900");
+        assert!(
+            s.check(&a.id, 1800).is_some(),
+            "idle timer refreshed at 900"
+        );
         assert!(s.check(&a.id, 2900).is_none(), "idle > 1000 ms");
-        let b = s.create(&[2; 32], 3000);
-        let c = s.create(&[3; 32], 3001);
+        let b = s.create(&r(2), 3000);
+        let c = s.create(&r(3), 3001);
         s.check(&b.id, 3002);
-        let d = s.create(&[4; 32], 3003);
+        let d = s.create(&r(4), 3003);
         assert_eq!(s.len(), 2);
-        assert!(s.check(&c.id, 3004).is_none(), "least recently used evicted");
+        assert!(
+            s.check(&c.id, 3004).is_none(),
+            "least recently used evicted"
+        );
         assert!(s.check(&b.id, 3004).is_some() && s.check(&d.id, 3004).is_some());
         // Absolute expiry even when used constantly.
         let mut t = 3004;
@@ -568,7 +582,9 @@ mod tests {
         }
         assert!(!host_allowed(None, &allowed, &own));
         assert!(valid_host_pattern("*.home.arpa") && valid_host_pattern("cam"));
-        assert!(!valid_host_pattern("cam:80") && !valid_host_pattern("") && !valid_host_pattern("a b"));
+        assert!(
+            !valid_host_pattern("cam:80") && !valid_host_pattern("") && !valid_host_pattern("a b")
+        );
     }
 
     #[test]
@@ -579,7 +595,9 @@ mod tests {
         );
         assert_eq!(cookie("xrillcast_session=abc", SESSION_COOKIE), None);
         let c = session_cookie("abc", 60);
-        assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.contains("Max-Age=60"));
+        assert!(
+            c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.contains("Max-Age=60")
+        );
         assert!(clear_cookie().contains("Max-Age=0"));
     }
 }

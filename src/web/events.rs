@@ -17,16 +17,50 @@ use std::collections::VecDeque;
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
-    StreamStarted { stream: String },
-    StreamStopped { stream: String },
-    SourceRestarted { stream: String, reason: String },
-    ParametersChanged { stream: String, codec: String, width: u32, height: u32 },
-    ViewerConnected { stream: String, protocol: String, viewer: String },
-    ViewerDisconnected { stream: String, protocol: String, viewer: String },
-    PushConnected { target: usize, stream: String },
-    PushFailed { target: usize, stream: String, error: String },
-    PushBackingOff { target: usize, stream: String, attempt: u32, retry_in_ms: u64 },
-    ConfigChanged { restarted: Vec<String> },
+    StreamStarted {
+        stream: String,
+    },
+    StreamStopped {
+        stream: String,
+    },
+    SourceRestarted {
+        stream: String,
+        reason: String,
+    },
+    ParametersChanged {
+        stream: String,
+        codec: String,
+        width: u32,
+        height: u32,
+    },
+    ViewerConnected {
+        stream: String,
+        protocol: String,
+        viewer: String,
+    },
+    ViewerDisconnected {
+        stream: String,
+        protocol: String,
+        viewer: String,
+    },
+    PushConnected {
+        target: usize,
+        stream: String,
+    },
+    PushFailed {
+        target: usize,
+        stream: String,
+        error: String,
+    },
+    PushBackingOff {
+        target: usize,
+        stream: String,
+        attempt: u32,
+        retry_in_ms: u64,
+    },
+    ConfigChanged {
+        restarted: Vec<String>,
+    },
 }
 
 /// One event with its sequence number (monotonic from 1) and wall-clock time.
@@ -260,7 +294,10 @@ pub async fn post_json(url: &str, body: &[u8], timeout_ms: u64) -> Result<u16, S
         let mut head = [0u8; 64];
         let mut n = 0;
         while n < head.len() {
-            let k = s.read(&mut head[n..]).await.map_err(|e| format!("read: {e}"))?;
+            let k = s
+                .read(&mut head[n..])
+                .await
+                .map_err(|e| format!("read: {e}"))?;
             if k == 0 || head[..n + k].contains(&b'\n') {
                 n += k;
                 break;
@@ -334,7 +371,11 @@ mod tests {
         assert_eq!(q.len(), 2);
         assert_eq!(q.stats.dropped_queue_full, 1);
         let d = q.take_due(0).unwrap();
-        assert!(d.body.contains("\"seq\":2"), "oldest surviving first: {}", d.body);
+        assert!(
+            d.body.contains("\"seq\":2"),
+            "oldest surviving first: {}",
+            d.body
+        );
         q.finished(d, false, 0);
         assert_eq!(q.next_due_ms(), Some(0), "the other one is still due");
         let d = q.take_due(0).unwrap();
@@ -382,7 +423,10 @@ mod tests {
         write_post(&mut out, "h", 81, "/x", b"{}");
         let s = String::from_utf8(out).unwrap();
         assert!(s.starts_with("POST /x HTTP/1.1\r\nHost: h:81\r\n"), "{s}");
-        assert!(s.ends_with("Content-Length: 2\r\nConnection: close\r\n\r\n{}"), "{s}");
+        assert!(
+            s.ends_with("Content-Length: 2\r\nConnection: close\r\n\r\n{}"),
+            "{s}"
+        );
     }
 
     #[test]

@@ -109,7 +109,11 @@ impl LiveRuntime {
         )));
         if let (Some(a), false) = (scfg.audio.clone(), testsrc) {
             let a: SourceConfig = a;
-            tasks.push(crate::net::spawn(source::run_audio(a, ls.hub.clone(), self.epoch)));
+            tasks.push(crate::net::spawn(source::run_audio(
+                a,
+                ls.hub.clone(),
+                self.epoch,
+            )));
         }
         *ls.tasks.borrow_mut() = tasks;
         true
@@ -192,7 +196,9 @@ impl Runtime for LiveRuntime {
                     bytes: rs.bytes_in,
                     dropped_frames: hs.dropped_too_large,
                     evicted_frames: rs.evicted,
-                    last_frame_age_ms: hub.last_frame_ms.map(|t| self.epoch.now_ms().saturating_sub(t)),
+                    last_frame_age_ms: hub
+                        .last_frame_ms
+                        .map(|t| self.epoch.now_ms().saturating_sub(t)),
                 }
             })
             .collect();
@@ -211,9 +217,9 @@ impl Runtime for LiveRuntime {
                         url: mask_push_url(&p.url),
                         enabled: p.enabled,
                         state: if p.enabled { "unavailable" } else { "disabled" },
-                        last_error: p
-                            .enabled
-                            .then(|| "the RTMP push shell is not built into this daemon yet".into()),
+                        last_error: p.enabled.then(|| {
+                            "the RTMP push shell is not built into this daemon yet".into()
+                        }),
                         ..Default::default()
                     })
             })
@@ -325,10 +331,14 @@ pub async fn background(api: Rc<WebApi<Rc<LiveRuntime>, SystemClock>>) {
                     let r = super::events::post_json(&d.url, d.body.as_bytes(), 5000).await;
                     let ok = matches!(r, Ok(200..=299));
                     if !ok {
-                        log::warn!("webhook {}: {}", d.url, match r {
-                            Ok(s) => format!("HTTP {s}"),
-                            Err(e) => e,
-                        });
+                        log::warn!(
+                            "webhook {}: {}",
+                            d.url,
+                            match r {
+                                Ok(s) => format!("HTTP {s}"),
+                                Err(e) => e,
+                            }
+                        );
                     }
                     sender.webhook_done(d, ok);
                 }

@@ -57,25 +57,98 @@ pub fn render(out: &mut String, st: &Status, c: &ServerCounters) {
     out.clear();
     head(out, "rillcast_up", "gauge", "1 while the daemon runs.");
     let _ = writeln!(out, "rillcast_up 1");
-    head(out, "rillcast_uptime_seconds", "counter", "Seconds since start.");
+    head(
+        out,
+        "rillcast_uptime_seconds",
+        "counter",
+        "Seconds since start.",
+    );
     let _ = writeln!(out, "rillcast_uptime_seconds {}", st.uptime_s);
-    head(out, "rillcast_media_memory_planned_bytes", "gauge", "Media memory allocated at start.");
-    let _ = writeln!(out, "rillcast_media_memory_planned_bytes {}", st.memory.planned_bytes);
-    head(out, "rillcast_media_memory_ceiling_bytes", "gauge", "Declared media memory ceiling.");
-    let _ = writeln!(out, "rillcast_media_memory_ceiling_bytes {}", st.memory.ceiling_bytes);
+    head(
+        out,
+        "rillcast_media_memory_planned_bytes",
+        "gauge",
+        "Media memory allocated at start.",
+    );
+    let _ = writeln!(
+        out,
+        "rillcast_media_memory_planned_bytes {}",
+        st.memory.planned_bytes
+    );
+    head(
+        out,
+        "rillcast_media_memory_ceiling_bytes",
+        "gauge",
+        "Declared media memory ceiling.",
+    );
+    let _ = writeln!(
+        out,
+        "rillcast_media_memory_ceiling_bytes {}",
+        st.memory.ceiling_bytes
+    );
 
     type Get = fn(&super::status::StreamStatus) -> f64;
     let per_stream: [(&str, &str, &str, Get); 10] = [
-        ("rillcast_stream_live", "gauge", "1 when the stream has parameters and a keyframe.", |s| s.live as u8 as f64),
-        ("rillcast_stream_ingest_bytes_total", "counter", "Media bytes received from the source.", |s| s.bytes as f64),
-        ("rillcast_stream_ingest_video_frames_total", "counter", "Video access units received.", |s| s.video_frames as f64),
-        ("rillcast_stream_ingest_audio_frames_total", "counter", "Audio frames received.", |s| s.audio_frames as f64),
-        ("rillcast_stream_dropped_frames_total", "counter", "Frames dropped at ingest (larger than the ring allows).", |s| s.dropped_frames as f64),
-        ("rillcast_stream_evicted_frames_total", "counter", "Frames overwritten in the ring.", |s| s.evicted_frames as f64),
-        ("rillcast_stream_bitrate_kbps", "gauge", "Ingest bitrate over the last second.", |s| s.bitrate_kbps as f64),
-        ("rillcast_stream_fps", "gauge", "Video frames per second over the last second.", |s| s.fps),
-        ("rillcast_stream_source_restarts_total", "counter", "Times the source was restarted.", |s| s.source_restarts as f64),
-        ("rillcast_stream_keyframe_interval_seconds", "gauge", "Time between the last two keyframes.", |s| s.keyframe_interval_ms.unwrap_or(0) as f64 / 1000.0),
+        (
+            "rillcast_stream_live",
+            "gauge",
+            "1 when the stream has parameters and a keyframe.",
+            |s| s.live as u8 as f64,
+        ),
+        (
+            "rillcast_stream_ingest_bytes_total",
+            "counter",
+            "Media bytes received from the source.",
+            |s| s.bytes as f64,
+        ),
+        (
+            "rillcast_stream_ingest_video_frames_total",
+            "counter",
+            "Video access units received.",
+            |s| s.video_frames as f64,
+        ),
+        (
+            "rillcast_stream_ingest_audio_frames_total",
+            "counter",
+            "Audio frames received.",
+            |s| s.audio_frames as f64,
+        ),
+        (
+            "rillcast_stream_dropped_frames_total",
+            "counter",
+            "Frames dropped at ingest (larger than the ring allows).",
+            |s| s.dropped_frames as f64,
+        ),
+        (
+            "rillcast_stream_evicted_frames_total",
+            "counter",
+            "Frames overwritten in the ring.",
+            |s| s.evicted_frames as f64,
+        ),
+        (
+            "rillcast_stream_bitrate_kbps",
+            "gauge",
+            "Ingest bitrate over the last second.",
+            |s| s.bitrate_kbps as f64,
+        ),
+        (
+            "rillcast_stream_fps",
+            "gauge",
+            "Video frames per second over the last second.",
+            |s| s.fps,
+        ),
+        (
+            "rillcast_stream_source_restarts_total",
+            "counter",
+            "Times the source was restarted.",
+            |s| s.source_restarts as f64,
+        ),
+        (
+            "rillcast_stream_keyframe_interval_seconds",
+            "gauge",
+            "Time between the last two keyframes.",
+            |s| s.keyframe_interval_ms.unwrap_or(0) as f64 / 1000.0,
+        ),
     ];
     for (name, kind, help, get) in per_stream {
         head(out, name, kind, help);
@@ -83,13 +156,33 @@ pub fn render(out: &mut String, st: &Status, c: &ServerCounters) {
             stream_metric(out, name, &s.name, None, get(s));
         }
     }
-    head(out, "rillcast_viewers", "gauge", "Viewers now, per stream and protocol.");
+    head(
+        out,
+        "rillcast_viewers",
+        "gauge",
+        "Viewers now, per stream and protocol.",
+    );
     for s in &st.streams {
-        for (p, n) in [("rtsp", s.viewers.rtsp), ("hls", s.viewers.hls), ("rtmp_push", s.viewers.rtmp_push)] {
-            stream_metric(out, "rillcast_viewers", &s.name, Some(("protocol", p)), n as f64);
+        for (p, n) in [
+            ("rtsp", s.viewers.rtsp),
+            ("hls", s.viewers.hls),
+            ("rtmp_push", s.viewers.rtmp_push),
+        ] {
+            stream_metric(
+                out,
+                "rillcast_viewers",
+                &s.name,
+                Some(("protocol", p)),
+                n as f64,
+            );
         }
     }
-    head(out, "rillcast_push_state", "gauge", "1 for the push target's current state.");
+    head(
+        out,
+        "rillcast_push_state",
+        "gauge",
+        "1 for the push target's current state.",
+    );
     for p in &st.push {
         let _ = write!(out, "rillcast_push_state{{target=\"{}\",stream=\"", p.index);
         label(out, &p.stream);
@@ -97,9 +190,21 @@ pub fn render(out: &mut String, st: &Status, c: &ServerCounters) {
     }
     type PGet = fn(&super::status::PushStatus) -> u64;
     let per_push: [(&str, &str, PGet); 3] = [
-        ("rillcast_push_reconnects_total", "Reconnections of the push target.", |p| p.reconnects),
-        ("rillcast_push_bytes_total", "Bytes written to the origin.", |p| p.bytes_sent),
-        ("rillcast_push_gops_dropped_total", "GOPs dropped because the uplink was slower than the stream.", |p| p.gops_dropped),
+        (
+            "rillcast_push_reconnects_total",
+            "Reconnections of the push target.",
+            |p| p.reconnects,
+        ),
+        (
+            "rillcast_push_bytes_total",
+            "Bytes written to the origin.",
+            |p| p.bytes_sent,
+        ),
+        (
+            "rillcast_push_gops_dropped_total",
+            "GOPs dropped because the uplink was slower than the stream.",
+            |p| p.gops_dropped,
+        ),
     ];
     for (name, help, get) in per_push {
         head(out, name, "counter", help);
@@ -110,13 +215,41 @@ pub fn render(out: &mut String, st: &Status, c: &ServerCounters) {
         }
     }
     let server: [(&str, &str, u64); 8] = [
-        ("rillcast_rtsp_connections_total", "RTSP connections accepted.", c.rtsp_connections),
-        ("rillcast_rtsp_connections_refused_total", "RTSP connections refused at the cap.", c.rtsp_connections_refused),
-        ("rillcast_rtsp_bad_requests_total", "Malformed RTSP requests.", c.rtsp_bad_requests),
-        ("rillcast_rtsp_timeouts_total", "RTSP viewers dropped by timeout or stall.", c.rtsp_timeouts),
-        ("rillcast_webhooks_delivered_total", "Webhook deliveries that got a 2xx.", c.webhooks.delivered),
-        ("rillcast_webhooks_failed_total", "Webhook deliveries given up after retries.", c.webhooks.failed),
-        ("rillcast_webhooks_dropped_total", "Webhook deliveries dropped because the queue was full.", c.webhooks.dropped_queue_full),
+        (
+            "rillcast_rtsp_connections_total",
+            "RTSP connections accepted.",
+            c.rtsp_connections,
+        ),
+        (
+            "rillcast_rtsp_connections_refused_total",
+            "RTSP connections refused at the cap.",
+            c.rtsp_connections_refused,
+        ),
+        (
+            "rillcast_rtsp_bad_requests_total",
+            "Malformed RTSP requests.",
+            c.rtsp_bad_requests,
+        ),
+        (
+            "rillcast_rtsp_timeouts_total",
+            "RTSP viewers dropped by timeout or stall.",
+            c.rtsp_timeouts,
+        ),
+        (
+            "rillcast_webhooks_delivered_total",
+            "Webhook deliveries that got a 2xx.",
+            c.webhooks.delivered,
+        ),
+        (
+            "rillcast_webhooks_failed_total",
+            "Webhook deliveries given up after retries.",
+            c.webhooks.failed,
+        ),
+        (
+            "rillcast_webhooks_dropped_total",
+            "Webhook deliveries dropped because the queue was full.",
+            c.webhooks.dropped_queue_full,
+        ),
         ("rillcast_events_total", "Events recorded.", c.events),
     ];
     for (name, help, v) in server {
@@ -137,7 +270,11 @@ mod tests {
                 name: "li\"ve".into(),
                 live: true,
                 bytes: 1234,
-                viewers: crate::web::status::ProtocolCounts { rtsp: 2, hls: 0, rtmp_push: 1 },
+                viewers: crate::web::status::ProtocolCounts {
+                    rtsp: 2,
+                    hls: 0,
+                    rtmp_push: 1,
+                },
                 ..Default::default()
             }],
             push: vec![PushStatus {

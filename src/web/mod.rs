@@ -11,6 +11,8 @@
 //! that the hubs and servers keep anyway.
 
 pub mod api;
+#[cfg(test)]
+mod api_tests;
 pub mod auth;
 pub mod events;
 pub mod live;

@@ -94,6 +94,13 @@ fn apply(doc: &mut toml_edit::Table, old: &toml::Table, new: &toml::Table) {
                     apply(t, ot, nt);
                 }
             }
+            (toml::Value::Table(nt), Some(toml::Value::Table(ot)), None) => {
+                // The file relies on defaults here: write only what differs from them.
+                let mut t = toml_edit::Table::new();
+                t.set_implicit(true);
+                apply(&mut t, ot, nt);
+                doc.insert(k, toml_edit::Item::Table(t));
+            }
             (toml::Value::Table(nt), _, Some(item)) if item.is_inline_table() => {
                 if let Some(v) = item.as_value_mut() {
                     let decor = v.decor().clone();
@@ -212,7 +219,10 @@ mod tests {
         let p = d.join("rillcast.toml");
         save_atomic(&p, b"a = 1\n").unwrap();
         assert_eq!(fs::read_to_string(&p).unwrap(), "a = 1\n");
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert!(!backup_path(&p).exists(), "no previous file, no backup");
         save_atomic(&p, b"a = 2\n").unwrap();
         assert_eq!(fs::read_to_string(&p).unwrap(), "a = 2\n");
@@ -266,7 +276,10 @@ height = 480
         assert!(out.contains("# the Pi camera"), "{out}");
         assert!(out.contains("width = 320   # small"), "{out}");
         assert!(out.contains("height = 480\n"), "{out}");
-        assert!(!out.contains("session_timeout_s"), "defaults not written: {out}");
+        assert!(
+            !out.contains("session_timeout_s"),
+            "defaults not written: {out}"
+        );
         assert_eq!(Config::parse(&out, "y").unwrap(), new);
     }
 

@@ -157,7 +157,8 @@ impl StreamSampler {
         self.step_bytes += dbytes;
         let step_ms = now_ms.saturating_sub(self.step_start_ms);
         if step_ms >= HISTORY_STEP_S * 1000 {
-            self.history[self.head] = u32::try_from(self.step_bytes * 8 / step_ms).unwrap_or(u32::MAX);
+            self.history[self.head] =
+                u32::try_from(self.step_bytes * 8 / step_ms).unwrap_or(u32::MAX);
             self.head = (self.head + 1) % HISTORY_POINTS;
             self.filled = (self.filled + 1).min(HISTORY_POINTS);
             self.step_bytes = 0;
@@ -241,7 +242,10 @@ mod tests {
 
     #[test]
     fn push_url_masking() {
-        assert_eq!(mask_push_url("rtmp://h:1935/live/abcdef"), "rtmp://h:1935/live/abc…");
+        assert_eq!(
+            mask_push_url("rtmp://h:1935/live/abcdef"),
+            "rtmp://h:1935/live/abc…"
+        );
         assert_eq!(mask_push_url("rtmps://h/app"), "rtmps://h/app");
         assert_eq!(mask_push_url("rtmp://h/app/"), "rtmp://h/app");
         assert_eq!(mask_push_url("garbage"), "…");
