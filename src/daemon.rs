@@ -7,15 +7,15 @@
 use crate::config::{Config, SourceKind};
 use crate::ingest::source::Epoch;
 use crate::media::budget::MemoryPlan;
-use crate::media::fanout::StreamHub;
+use crate::media::fanout::{lock, SharedHub, StreamHub};
 use crate::media::ring::MediaRing;
 use crate::net;
 use crate::net::http::{HttpHandler, HttpLimits, HttpServer};
 use crate::net::rtsp::{RtspServer, RtspStream};
 use smol::Async;
-use std::cell::RefCell;
 use std::net::{SocketAddr, TcpListener};
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Where the daemon ended up listening (ports may be chosen by the OS in tests).
@@ -48,7 +48,7 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
     for sp in &plan.streams {
         let scfg = &cfg.streams[&sp.name];
         let ring = MediaRing::new(sp.ring_bytes, sp.ring_slots);
-        let hub = Rc::new(RefCell::new(StreamHub::new(
+        let hub: SharedHub = Arc::new(Mutex::new(StreamHub::new(
             &sp.name,
             ring,
             plan.max_viewers as usize + 4,
@@ -72,8 +72,7 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
     let listener = Async::new(listener).map_err(|e| e.to_string())?;
     let server = RtspServer::new(cfg.rtsp.clone(), rtsp_streams, epoch, plan.max_viewers)
         .map_err(|e| format!("RTSP UDP ports from {}: {e}", cfg.rtsp.udp_port))?;
-    let hubs_for_watchdog: Vec<Rc<RefCell<StreamHub>>> =
-        starts.iter().map(|(_, _, h)| h.clone()).collect();
+    let hubs_for_watchdog: Vec<SharedHub> = starts.iter().map(|(_, _, h)| h.clone()).collect();
     on_bound(Bound {
         rtsp: rtsp_addr,
         rtsp_udp: server.udp_ports(),
@@ -113,19 +112,21 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
         },
         http_handlers,
     );
-    let cfg_for_sources = cfg.clone();
-    net::block_on(async move {
-        for (sp, scfg, hub) in starts {
-            let audio = scfg.audio.clone();
-            if scfg.source.kind == SourceKind::Testsrc && audio.is_some() {
-                log::warn!(
-                    "[{}] testsrc makes its own audio; the audio input is ignored",
-                    sp.name
-                );
-            }
-            let _ = hub;
-            web_rt.start_sources(&sp.name, &cfg_for_sources);
+    // Media runs on one plain thread per input (see ingest::source); the async runtime below
+    // only carries the control plane. Inputs are started through the web runtime, which keeps
+    // their stop flags, so a source change from the page restarts only that stream's input.
+    for (sp, scfg, _hub) in &starts {
+        if scfg.source.kind == SourceKind::Testsrc && scfg.audio.is_some() {
+            log::warn!(
+                "[{}] testsrc makes its own audio; the audio input is ignored",
+                sp.name
+            );
         }
+        if !web_rt.start_sources(&sp.name, &cfg) {
+            return Err(format!("[{}] cannot start the input threads", sp.name));
+        }
+    }
+    net::block_on(async move {
         net::spawn(crate::web::live::background(web)).detach();
         net::spawn(http_server.serve(http_listener)).detach();
         let hubs: Vec<_> = hubs_for_watchdog;
@@ -137,7 +138,7 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
 
 /// Tells systemd we are up (Type=notify), and feeds its watchdog only while frames flow: a
 /// daemon whose every source has been silent for 10 s is not healthy, and systemd restarts it.
-async fn systemd_watchdog(hubs: Vec<Rc<RefCell<StreamHub>>>, epoch: Epoch) {
+async fn systemd_watchdog(hubs: Vec<SharedHub>, epoch: Epoch) {
     let notifier = match crate::sd_notify::Notifier::from_env() {
         Ok(Some(n)) => n,
         Ok(None) => return,
@@ -155,7 +156,7 @@ async fn systemd_watchdog(hubs: Vec<Rc<RefCell<StreamHub>>>, epoch: Epoch) {
         smol::Timer::after(tick).await;
         let now = epoch.now_ms();
         let flowing = hubs.iter().any(|h| {
-            h.borrow()
+            lock(h)
                 .last_frame_ms
                 .is_some_and(|t| now.saturating_sub(t) < 10_000)
         });

@@ -457,13 +457,16 @@ command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i
     };
     assert!(read_for(&mut c, Duration::from_secs(2)) > 20);
     // Kill the encoder (the daemon's child).
-    let children =
-        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", d.pid())).unwrap();
-    let pid = children
-        .split_whitespace()
-        .next()
-        .expect("encoder child")
-        .to_string();
+    // The encoder is a child of the stream's ingest thread: look in every task.
+    let mut pid = None;
+    for t in std::fs::read_dir(format!("/proc/{}/task", d.pid())).unwrap() {
+        let path = t.unwrap().path().join("children");
+        let children = std::fs::read_to_string(path).unwrap_or_default();
+        if let Some(p) = children.split_whitespace().next() {
+            pid = Some(p.to_string());
+        }
+    }
+    let pid = pid.expect("encoder child process");
     assert!(Command::new("kill")
         .args(["-9", &pid])
         .status()

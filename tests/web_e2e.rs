@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 struct Proc {
     child: Child,
-    http: u16,
     log: PathBuf,
 }
 
@@ -26,8 +25,9 @@ impl Drop for Proc {
     }
 }
 
-/// Writes a config with fresh loopback ports (plus `extra`) and returns (path, http port).
-fn write_config(dir: &Path, extra: &str) -> (PathBuf, u16) {
+/// Writes a config with fresh loopback ports (plus `extra`) and returns (path, http port,
+/// rtsp port).
+fn write_config(dir: &Path, extra: &str) -> (PathBuf, u16, u16) {
     let (rtsp, udp, http) = (free_port(), free_port(), free_port());
     let text = format!(
         "# written by the test: this comment must survive edits from the API\n\
@@ -37,7 +37,7 @@ fn write_config(dir: &Path, extra: &str) -> (PathBuf, u16) {
     );
     let p = dir.join("rillcast.toml");
     std::fs::write(&p, text).unwrap();
-    (p, http)
+    (p, http, rtsp)
 }
 
 fn start(cfg: &Path, http: u16) -> Proc {
@@ -50,7 +50,7 @@ fn start(cfg: &Path, http: u16) -> Proc {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("start rillcast");
-    let p = Proc { child, http, log };
+    let p = Proc { child, log };
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         if let Ok((200, _, _)) = http_req(http, "GET", "/api/v1/health", &[], b"") {
@@ -99,6 +99,21 @@ fn http_req(
     Ok((status, head.to_string(), body.to_string()))
 }
 
+/// Polls `f` every 100 ms until it returns Some, or panics after `limit`.
+fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
@@ -106,13 +121,16 @@ fn json(body: &str) -> serde_json::Value {
 #[test]
 fn first_run_login_status_push_and_restart() {
     let dir = temp_dir("web-e2e");
-    let (cfg, http) = write_config(&dir, "");
+    let (cfg, http, rtsp) = write_config(&dir, "");
     let d = start(&cfg, http);
     // Before a password: health yes, everything else no.
     let (st, _, body) = http_req(http, "GET", "/api/v1/health", &[], b"").unwrap();
     assert_eq!(st, 200);
     assert_eq!(json(&body)["up"], true);
-    assert_eq!(http_req(http, "GET", "/api/v1/status", &[], b"").unwrap().0, 403);
+    assert_eq!(
+        http_req(http, "GET", "/api/v1/status", &[], b"").unwrap().0,
+        403
+    );
     // DNS rebinding: a foreign Host is refused even for the page.
     let (st, _, _) = http_req(http, "GET", "/", &[("Host", "attacker.example")], b"").unwrap();
     assert_eq!(st, 403);
@@ -146,11 +164,13 @@ fn first_run_login_status_push_and_restart() {
         .to_string();
     let csrf = json(&body)["csrf"].as_str().unwrap().to_string();
     let saved = std::fs::read_to_string(&cfg).unwrap();
-    assert!(saved.contains("password_hash = \"scrypt$14$8$1$"), "{saved}");
+    assert!(
+        saved.contains("password_hash = \"scrypt$14$8$1$"),
+        "{saved}"
+    );
     // Live with a bitrate within a few seconds.
     let auth_h = [("Cookie", cookie.as_str())];
     let deadline = Instant::now() + Duration::from_secs(20);
-    let mut last = String::new();
     loop {
         let (st, _, body) = http_req(http, "GET", "/api/v1/status", &auth_h, b"").unwrap();
         assert_eq!(st, 200, "{body}");
@@ -159,23 +179,86 @@ fn first_run_login_status_push_and_restart() {
             assert_eq!(v["streams"][0]["width"], 320);
             break;
         }
-        last = body;
-        assert!(Instant::now() < deadline, "not live with a bitrate: {last}");
+        assert!(Instant::now() < deadline, "not live with a bitrate: {body}");
         std::thread::sleep(Duration::from_millis(200));
     }
     // A change without the CSRF header is refused; with it, saved.
     let push = br#"{"url":"rtmp://127.0.0.1:1/live","key":"secret-key"}"#;
     let h = [("Cookie", cookie.as_str()), ct];
-    assert_eq!(http_req(http, "POST", "/api/v1/push", &h, push).unwrap().0, 403);
-    let h = [("Cookie", cookie.as_str()), ct, ("X-CSRF-Token", csrf.as_str())];
+    assert_eq!(
+        http_req(http, "POST", "/api/v1/push", &h, push).unwrap().0,
+        403
+    );
+    let h = [
+        ("Cookie", cookie.as_str()),
+        ct,
+        ("X-CSRF-Token", csrf.as_str()),
+    ];
     let (st, _, body) = http_req(http, "POST", "/api/v1/push", &h, push).unwrap();
     assert_eq!(st, 200, "{body}");
     // The body cap is the transport's: 64 KiB + 1 is refused before the handler.
     let big = vec![b' '; 64 * 1024 + 1];
-    assert_eq!(http_req(http, "POST", "/api/v1/push", &h, &big).unwrap().0, 413);
+    assert_eq!(
+        http_req(http, "POST", "/api/v1/push", &h, &big).unwrap().0,
+        413
+    );
     let saved = std::fs::read_to_string(&cfg).unwrap();
-    assert!(saved.contains("# written by the test") && saved.contains("width = 320 # small picture"));
+    assert!(
+        saved.contains("# written by the test") && saved.contains("width = 320 # small picture")
+    );
     assert!(saved.contains("[[push]]"), "{saved}");
+    // A viewer watches while a push target is added and the source changes: it stays.
+    let mut viewer = common::RtspClient::connect(rtsp).unwrap();
+    viewer
+        .play_tcp(&format!("rtsp://127.0.0.1:{rtsp}/live"))
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let reader = std::thread::spawn(move || {
+        let mut packets = 0u64;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            if viewer.read_interleaved().is_err() {
+                break;
+            }
+            packets += 1;
+        }
+        packets
+    });
+    let viewer_id = wait_for(Duration::from_secs(10), || {
+        let (_, _, body) = http_req(http, "GET", "/api/v1/viewers", &auth_h, b"").unwrap();
+        json(&body)[0]["id"].as_str().map(str::to_string)
+    });
+    let push2 = br#"{"url":"rtmp://127.0.0.1:1/other"}"#;
+    let (st, _, body) = http_req(http, "POST", "/api/v1/push", &h, push2).unwrap();
+    assert_eq!(st, 200, "{body}");
+    assert!(json(&body)["result"]["plan"]["restart_sources"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let (_, _, body) = http_req(http, "GET", "/api/v1/config", &auth_h, b"").unwrap();
+    let mut c = json(&body);
+    c["streams"]["live"]["source"]["width"] = 640.into();
+    let (st, _, body) =
+        http_req(http, "PUT", "/api/v1/config", &h, c.to_string().as_bytes()).unwrap();
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(
+        json(&body)["plan"]["restart_sources"],
+        serde_json::json!(["live"])
+    );
+    wait_for(Duration::from_secs(15), || {
+        let (_, _, body) = http_req(http, "GET", "/api/v1/status", &auth_h, b"").unwrap();
+        (json(&body)["streams"][0]["width"] == 640).then_some(())
+    });
+    let (_, _, body) = http_req(http, "GET", "/api/v1/viewers", &auth_h, b"").unwrap();
+    assert_eq!(
+        json(&body)[0]["id"],
+        viewer_id.as_str(),
+        "the viewer stayed: {body}"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(reader.join().unwrap() > 0);
+    let saved = std::fs::read_to_string(&cfg).unwrap();
+    assert!(saved.contains("width = 640 # small picture"), "{saved}");
     // Metrics with the session.
     let (st, _, m) = http_req(http, "GET", "/metrics", &auth_h, b"").unwrap();
     assert_eq!(st, 200);
@@ -204,6 +287,7 @@ fn first_run_login_status_push_and_restart() {
     assert_eq!(st, 200, "{body}");
     let v = json(&body);
     assert_eq!(v[0]["url"], "rtmp://127.0.0.1:1/live", "{body}");
+    assert_eq!(v[1]["url"], "rtmp://127.0.0.1:1/other", "{body}");
     assert!(!body.contains("secret-key"), "{body}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -219,7 +303,7 @@ fn kill_9_during_200_saves_never_breaks_the_config() {
         auth::hash_password_with("unused password", &[1; 16], 4, 8, 1),
         auth::hash_token(token)
     );
-    let (cfg, http) = write_config(&dir, &extra);
+    let (cfg, http, _) = write_config(&dir, &extra);
     let bearer = format!("Bearer {token}");
     let mut seed = common::rand_u64() | 1;
     let mut rnd = move || {
@@ -239,7 +323,10 @@ fn kill_9_during_200_saves_never_breaks_the_config() {
         for _ in 0..burst.min(200 - saves) {
             saves += 1;
             let body = format!(r#"{{"url":"rtmp://o/app/k{saves}"}}"#);
-            let h = [("Authorization", bearer.as_str()), ("Content-Type", "application/json")];
+            let h = [
+                ("Authorization", bearer.as_str()),
+                ("Content-Type", "application/json"),
+            ];
             let (st, _, b) = http_req(http, "PUT", "/api/v1/push/0", &h, body.as_bytes()).unwrap();
             assert_eq!(st, 200, "{b}");
             acked = saves;
@@ -250,7 +337,10 @@ fn kill_9_during_200_saves_never_breaks_the_config() {
         let bearer2 = bearer.clone();
         let t = std::thread::spawn(move || {
             let body = format!(r#"{{"url":"rtmp://o/app/k{in_flight}"}}"#);
-            let h = [("Authorization", bearer2.as_str()), ("Content-Type", "application/json")];
+            let h = [
+                ("Authorization", bearer2.as_str()),
+                ("Content-Type", "application/json"),
+            ];
             let _ = http_req(http, "PUT", "/api/v1/push/0", &h, body.as_bytes());
         });
         std::thread::sleep(Duration::from_micros(rnd() % 3000));
@@ -262,11 +352,17 @@ fn kill_9_during_200_saves_never_breaks_the_config() {
         let c = Config::parse(&text, "after kill").unwrap_or_else(|e| panic!("{e}\n{text}"));
         let url = &c.push[0].url;
         let n: u32 = url.rsplit("/k").next().unwrap().parse().unwrap();
-        assert!(n == acked || n == in_flight, "file has k{n}, acked k{acked}, in flight k{in_flight}");
+        assert!(
+            n == acked || n == in_flight,
+            "file has k{n}, acked k{acked}, in flight k{in_flight}"
+        );
         if n == in_flight {
             acked = in_flight;
         }
-        assert!(text.contains("# written by the test"), "comments survive: {text}");
+        assert!(
+            text.contains("# written by the test"),
+            "comments survive: {text}"
+        );
         let bak = std::fs::read_to_string(rillcast::web::persist::backup_path(&cfg));
         if let Ok(bak) = bak {
             Config::parse(&bak, "bak").unwrap_or_else(|e| panic!("backup broken: {e}\n{bak}"));

@@ -1,6 +1,12 @@
 //! Source drivers: the shells that own encoder processes, pipes, files and sockets, and feed
 //! the ingest cores, which feed the stream's hub.
 //!
+//! Each input runs on a plain thread of its own with blocking reads: read → assemble → stamp
+//! → publish into the hub → every consumer's socket, all in one turn on this thread. The async
+//! runtime is not on this path, so nothing per frame waits for a wake-up or allocates in a
+//! reactor (smol's reactor allocates a waker list per I/O event; measured in
+//! `tests/alloc_steady_state.rs`).
+//!
 //! Owns: reading (into one buffer allocated at start), deciding when an encoder's write ended
 //! (see [`write_ended`]), pacing files and the test source in real time, restarting a failed
 //! encoder or connection with capped exponential backoff, and logging one line per event a user
@@ -13,12 +19,11 @@ use super::stamp::{AudioStamper, VideoStamper};
 use super::testsrc::{TestPattern, TestTone};
 use crate::config::{SourceConfig, SourceFormat, SourceKind};
 use crate::media::budget::{StreamPlan, INGEST_READ_BUFFER_BYTES};
-use crate::media::fanout::StreamHub;
+use crate::media::fanout::{lock, SharedHub};
 use crate::media::{h264, AudioParams, Codec, FrameMeta, Track, VideoParams, VIDEO_CLOCK_HZ};
-use smol::io::AsyncReadExt;
-use std::cell::RefCell;
 use std::io::Read;
-use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The daemon's clock origin: every pts and `now_ms` counts from here.
@@ -106,7 +111,7 @@ impl VideoPipeline {
         &mut self,
         data: &[u8],
         end_of_write: bool,
-        hub: &RefCell<StreamHub>,
+        hub: &SharedHub,
         arrival: &mut dyn FnMut() -> u64,
         now_ms: u64,
     ) {
@@ -118,7 +123,7 @@ impl VideoPipeline {
             published,
         } = self;
         let mut on_au = |au: AccessUnit<'_>| {
-            let mut hub = hub.borrow_mut();
+            let mut hub = lock(hub);
             if au.params_changed {
                 let p = video_params(*codec, au.vps, au.sps, au.pps);
                 if let (false, Some((n, d))) = (*fps_from_config, p.fps) {
@@ -189,7 +194,7 @@ impl AudioPipeline {
     pub fn feed(
         &mut self,
         data: &[u8],
-        hub: &RefCell<StreamHub>,
+        hub: &SharedHub,
         epoch: Epoch,
         arrival: &mut dyn FnMut() -> Instant,
         now_ms: u64,
@@ -200,7 +205,7 @@ impl AudioPipeline {
             published,
         } = self;
         splitter.push(data, &mut |p: AudioParams, frame: &[u8]| {
-            let mut hub = hub.borrow_mut();
+            let mut hub = lock(hub);
             if hub.audio != Some(p) {
                 log::info!(
                     "[{}] audio AAC {} Hz, {} ch",
@@ -257,16 +262,86 @@ impl Backoff {
     }
 }
 
-/// Runs a stream's video source forever (restarting it as needed).
-pub async fn run_video(
+/// Starts a stream's video input on its own thread (restarting the source as needed) and,
+/// for `testsrc`, the tone with it. Returns at once.
+pub fn spawn_video(
     cfg: SourceConfig,
     plan: StreamPlan,
-    hub: Rc<RefCell<StreamHub>>,
+    hub: SharedHub,
     epoch: Epoch,
-) {
-    let name = hub.borrow().name.clone();
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let name = lock(&hub).name.clone();
+    std::thread::Builder::new()
+        .name(format!("ingest-{name}"))
+        .spawn(move || run_video(cfg, plan, hub, epoch))
+}
+
+thread_local! {
+    /// This ingest thread's stop flag (set by [`spawn_video_stoppable`]/[`spawn_audio_stoppable`]).
+    static STOP: std::cell::RefCell<Option<Arc<AtomicBool>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// True when this ingest thread was told to stop (its stream's source was replaced from the
+/// web page). Checked after every read and before every restart, so a stopped thread
+/// publishes nothing more and drops its encoder (`ChildGuard` kills it); a read that blocks
+/// forever (a silent UDP or TCP peer) keeps the old thread parked until data or an error.
+fn stopped() -> bool {
+    STOP.with(|s| {
+        s.borrow()
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+    })
+}
+
+/// [`spawn_video`] with a stop flag: setting it ends the thread (see `stopped`).
+pub fn spawn_video_stoppable(
+    cfg: SourceConfig,
+    plan: StreamPlan,
+    hub: SharedHub,
+    epoch: Epoch,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let name = lock(&hub).name.clone();
+    std::thread::Builder::new()
+        .name(format!("ingest-{name}"))
+        .spawn(move || {
+            STOP.with(|s| *s.borrow_mut() = Some(stop));
+            run_video(cfg, plan, hub, epoch)
+        })
+}
+
+/// [`spawn_audio`] with a stop flag.
+pub fn spawn_audio_stoppable(
+    cfg: SourceConfig,
+    hub: SharedHub,
+    epoch: Epoch,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let name = lock(&hub).name.clone();
+    std::thread::Builder::new()
+        .name(format!("ingest-{name}-audio"))
+        .spawn(move || {
+            STOP.with(|s| *s.borrow_mut() = Some(stop));
+            run_audio(cfg, hub, epoch)
+        })
+}
+
+/// Starts a stream's separate audio input on its own thread.
+pub fn spawn_audio(
+    cfg: SourceConfig,
+    hub: SharedHub,
+    epoch: Epoch,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let name = lock(&hub).name.clone();
+    std::thread::Builder::new()
+        .name(format!("ingest-{name}-audio"))
+        .spawn(move || run_audio(cfg, hub, epoch))
+}
+
+fn run_video(cfg: SourceConfig, plan: StreamPlan, hub: SharedHub, epoch: Epoch) {
+    let name = lock(&hub).name.clone();
     if cfg.kind == SourceKind::Testsrc {
-        return run_testsrc(cfg, plan, hub, epoch).await;
+        return run_testsrc(cfg, plan, &hub, epoch);
     }
     let codec = match cfg.format {
         SourceFormat::H265 => Codec::H265,
@@ -281,36 +356,22 @@ pub async fn run_video(
     let mut backoff = Backoff::new(cfg.restart_min_ms, cfg.restart_max_ms);
     loop {
         let started = Instant::now();
+        let mut feed = |d: &[u8], eow: bool| feed_video(&mut pipe, d, eow, &hub, epoch);
         let result = match cfg.kind {
-            SourceKind::Exec => {
-                read_exec(&cfg, &name, &mut buf, &mut |d, eow| {
-                    feed_video(&mut pipe, d, eow, &hub, epoch)
-                })
-                .await
-            }
-            SourceKind::Stdin => {
-                read_stdin(&mut buf, &mut |d, eow| {
-                    feed_video(&mut pipe, d, eow, &hub, epoch)
-                })
-                .await
-            }
-            SourceKind::Tcp => {
-                read_tcp(&cfg, &mut buf, &mut |d, _| {
-                    feed_video(&mut pipe, d, false, &hub, epoch)
-                })
-                .await
-            }
-            SourceKind::Udp => {
-                read_udp(&cfg, &mut buf, &mut |d, _| {
-                    feed_video(&mut pipe, d, false, &hub, epoch)
-                })
-                .await
-            }
-            SourceKind::File => run_file_video(&cfg, &mut pipe, &mut buf, &hub, epoch).await,
+            SourceKind::Exec => read_exec(&cfg, &name, &mut buf, &mut feed),
+            SourceKind::Stdin => read_stdin(&mut buf, &mut feed),
+            // A TCP or UDP read ends wherever the network cut it, not where the encoder's
+            // write ended: those wait for the next AU instead.
+            SourceKind::Tcp => read_tcp(&cfg, &name, &mut buf, &mut |d, _| feed(d, false)),
+            SourceKind::Udp => read_udp(&cfg, &mut buf, &mut |d, _| feed(d, false)),
+            SourceKind::File => run_file_video(&cfg, &mut pipe, &mut buf, &hub, epoch),
             SourceKind::Testsrc => unreachable!("handled above"),
         };
+        if stopped() {
+            return;
+        }
         pipe.source_restarted();
-        hub.borrow_mut().source_restarts += 1;
+        lock(&hub).source_restarts += 1;
         let delay = backoff.next_delay(started.elapsed());
         match result {
             Ok(()) => log::warn!(
@@ -323,25 +384,20 @@ pub async fn run_video(
                 backoff.attempts
             ),
         }
-        smol::Timer::after(delay).await;
+        std::thread::sleep(delay);
+        if stopped() {
+            return;
+        }
     }
 }
 
-fn feed_video(
-    pipe: &mut VideoPipeline,
-    d: &[u8],
-    eow: bool,
-    hub: &RefCell<StreamHub>,
-    epoch: Epoch,
-) {
-    let now = Instant::now();
-    let t = epoch.ticks(now, VIDEO_CLOCK_HZ);
+fn feed_video(pipe: &mut VideoPipeline, d: &[u8], eow: bool, hub: &SharedHub, epoch: Epoch) {
+    let t = epoch.ticks(Instant::now(), VIDEO_CLOCK_HZ);
     pipe.feed(d, eow, hub, &mut || t, epoch.now_ms());
 }
 
-/// Runs a stream's separate audio input forever.
-pub async fn run_audio(cfg: SourceConfig, hub: Rc<RefCell<StreamHub>>, epoch: Epoch) {
-    let name = hub.borrow().name.clone();
+fn run_audio(cfg: SourceConfig, hub: SharedHub, epoch: Epoch) {
+    let name = lock(&hub).name.clone();
     let mut pipe = AudioPipeline::new();
     let mut buf = vec![0u8; INGEST_READ_BUFFER_BYTES].into_boxed_slice();
     let mut backoff = Backoff::new(cfg.restart_min_ms, cfg.restart_max_ms);
@@ -352,13 +408,16 @@ pub async fn run_audio(cfg: SourceConfig, hub: Rc<RefCell<StreamHub>>, epoch: Ep
             pipe.feed(d, &hub, epoch, &mut || now, epoch.now_ms());
         };
         let result = match cfg.kind {
-            SourceKind::Exec => read_exec(&cfg, &name, &mut buf, &mut feed).await,
-            SourceKind::Stdin => read_stdin(&mut buf, &mut feed).await,
-            SourceKind::Tcp => read_tcp(&cfg, &mut buf, &mut feed).await,
-            SourceKind::Udp => read_udp(&cfg, &mut buf, &mut feed).await,
-            SourceKind::File => run_file_audio(&cfg, &mut pipe, &mut buf, &hub, epoch).await,
+            SourceKind::Exec => read_exec(&cfg, &name, &mut buf, &mut feed),
+            SourceKind::Stdin => read_stdin(&mut buf, &mut feed),
+            SourceKind::Tcp => read_tcp(&cfg, &name, &mut buf, &mut feed),
+            SourceKind::Udp => read_udp(&cfg, &mut buf, &mut feed),
+            SourceKind::File => run_file_audio(&cfg, &mut pipe, &mut buf, &hub, epoch),
             SourceKind::Testsrc => return,
         };
+        if stopped() {
+            return;
+        }
         let delay = backoff.next_delay(started.elapsed());
         match result {
             Ok(()) => log::warn!(
@@ -370,124 +429,180 @@ pub async fn run_audio(cfg: SourceConfig, hub: Rc<RefCell<StreamHub>>, epoch: Ep
                 delay.as_millis()
             ),
         }
-        smol::Timer::after(delay).await;
+        std::thread::sleep(delay);
+        if stopped() {
+            return;
+        }
     }
 }
 
 type Feed<'a> = dyn FnMut(&[u8], bool) + 'a;
 
-async fn read_exec(
+/// Kills the encoder when the reader gives up on it (error, restart, or daemon exit).
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn read_exec(
     cfg: &SourceConfig,
     name: &str,
     buf: &mut [u8],
     feed: &mut Feed<'_>,
 ) -> Result<(), String> {
+    use std::process::{Command, Stdio};
     let mut cmd = match &cfg.shell {
         Some(line) => {
-            let mut c = smol::process::Command::new("sh");
+            let mut c = Command::new("sh");
             c.arg("-c").arg(line);
             c
         }
         None => {
-            let mut c = smol::process::Command::new(&cfg.command[0]);
+            let mut c = Command::new(&cfg.command[0]);
             c.args(&cfg.command[1..]);
             c
         }
     };
-    cmd.stdin(smol::process::Stdio::null())
-        .stdout(smol::process::Stdio::piped())
-        .stderr(smol::process::Stdio::piped())
-        .kill_on_drop(true);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // systemd's notify socket is ours, not the encoder's.
+        .env_remove("NOTIFY_SOCKET");
     let program = cfg.shell.as_deref().unwrap_or(&cfg.command[0]).to_string();
-    let mut child = cmd
+    let child = cmd
         .spawn()
         .map_err(|e| format!("cannot start `{program}`: {e}"))?;
-    log::info!("[{name}] encoder started: `{program}` (pid {})", child.id());
-    let mut stdout = child.stdout.take().ok_or("no stdout")?;
-    if let Some(stderr) = child.stderr.take() {
+    let mut child = ChildGuard(child);
+    log::info!(
+        "[{name}] encoder started: `{program}` (pid {})",
+        child.0.id()
+    );
+    let mut stdout = child.0.stdout.take().ok_or("no stdout")?;
+    if let Some(stderr) = child.0.stderr.take() {
         let tag = name.to_string();
-        crate::net::spawn(async move {
-            use smol::io::AsyncBufReadExt;
-            let mut lines = smol::io::BufReader::new(stderr).lines();
-            while let Some(Ok(line)) = smol::stream::StreamExt::next(&mut lines).await {
-                log::info!("[{tag}] encoder: {}", line.trim_end());
-            }
-        })
-        .detach();
+        let _ = std::thread::Builder::new()
+            .name(format!("encoder-log-{name}"))
+            .spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(stderr).lines() {
+                    match line {
+                        Ok(l) => log::info!("[{tag}] encoder: {}", l.trim_end()),
+                        Err(_) => break,
+                    }
+                }
+            });
     }
     loop {
-        let n = stdout
-            .read(buf)
-            .await
-            .map_err(|e| format!("reading encoder output: {e}"))?;
+        let n = match stdout.read(buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("reading encoder output: {e}")),
+        };
         if n == 0 {
             break;
         }
+        if stopped() {
+            return Ok(());
+        }
         feed(&buf[..n], write_ended(n, buf.len()));
     }
-    let status = child.status().await.map_err(|e| e.to_string())?;
+    let status = child.0.wait().map_err(|e| e.to_string())?;
     Err(format!("encoder exited ({status})"))
 }
 
-async fn read_stdin(buf: &mut [u8], feed: &mut Feed<'_>) -> Result<(), String> {
-    let stdin = std::io::stdin();
-    match smol::Async::new(stdin) {
-        Ok(mut a) => loop {
-            let n = a.read(buf).await.map_err(|e| format!("stdin: {e}"))?;
-            if n == 0 {
-                return Err("stdin closed".into());
-            }
-            feed(&buf[..n], write_ended(n, buf.len()));
-        },
-        Err(_) => {
-            // Not pollable (a regular file): read it as a plain stream.
-            let mut s = std::io::stdin().lock();
-            loop {
-                let n = s.read(buf).map_err(|e| format!("stdin: {e}"))?;
-                if n == 0 {
-                    return Err("stdin closed".into());
-                }
-                feed(&buf[..n], false);
-                smol::future::yield_now().await;
-            }
+fn read_stdin(buf: &mut [u8], feed: &mut Feed<'_>) -> Result<(), String> {
+    let mut s = std::io::stdin().lock();
+    loop {
+        let n = match s.read(buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("stdin: {e}")),
+        };
+        if n == 0 {
+            // A closed stdin won't come back: wait a little less eagerly than a crash loop.
+            std::thread::sleep(Duration::from_secs(1));
+            return Err("stdin closed".into());
         }
+        if stopped() {
+            return Ok(());
+        }
+        feed(&buf[..n], write_ended(n, buf.len()));
     }
 }
 
-async fn read_tcp(cfg: &SourceConfig, buf: &mut [u8], feed: &mut Feed<'_>) -> Result<(), String> {
+fn read_tcp(
+    cfg: &SourceConfig,
+    name: &str,
+    buf: &mut [u8],
+    feed: &mut Feed<'_>,
+) -> Result<(), String> {
+    use std::net::ToSocketAddrs;
     let addr = cfg.address.as_deref().unwrap_or_default();
     // Resolved again on every attempt: the encoder's address may change.
-    let mut s = smol::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    log::info!("source connected to {addr}");
+    let addrs: Vec<_> = addr
+        .to_socket_addrs()
+        .map_err(|e| format!("resolve {addr}: {e}"))?
+        .collect();
+    let mut last = format!("{addr}: no address");
+    let mut stream = None;
+    for a in addrs {
+        match std::net::TcpStream::connect_timeout(&a, Duration::from_secs(5)) {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(e) => last = format!("connect {a}: {e}"),
+        }
+    }
+    let mut s = stream.ok_or(last)?;
+    log::info!("[{name}] source connected to {addr}");
     loop {
-        let n = s.read(buf).await.map_err(|e| format!("{addr}: {e}"))?;
+        let n = match s.read(buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("{addr}: {e}")),
+        };
         if n == 0 {
             return Err(format!("{addr} closed the connection"));
         }
+        if stopped() {
+            return Ok(());
+        }
         feed(&buf[..n], false);
     }
 }
 
-async fn read_udp(cfg: &SourceConfig, buf: &mut [u8], feed: &mut Feed<'_>) -> Result<(), String> {
+fn read_udp(cfg: &SourceConfig, buf: &mut [u8], feed: &mut Feed<'_>) -> Result<(), String> {
     let addr = cfg.address.as_deref().unwrap_or_default();
-    let s = smol::net::UdpSocket::bind(addr)
-        .await
-        .map_err(|e| format!("bind {addr}: {e}"))?;
+    let s = std::net::UdpSocket::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
     loop {
-        let n = s.recv(buf).await.map_err(|e| format!("{addr}: {e}"))?;
+        let n = s.recv(buf).map_err(|e| format!("{addr}: {e}"))?;
+        if stopped() {
+            return Ok(());
+        }
         feed(&buf[..n], false);
+    }
+}
+
+/// Sleeps until `due` (no-op when it has passed).
+fn sleep_until(due: Instant) {
+    let now = Instant::now();
+    if due > now {
+        std::thread::sleep(due - now);
     }
 }
 
 /// A file, looped at real-time pace: each AU's arrival is its slot on a virtual clock
 /// (`start + n / fps`), so timestamps are exact and keep increasing across loops.
-async fn run_file_video(
+fn run_file_video(
     cfg: &SourceConfig,
     pipe: &mut VideoPipeline,
     buf: &mut [u8],
-    hub: &RefCell<StreamHub>,
+    hub: &SharedHub,
     epoch: Epoch,
 ) -> Result<(), String> {
     let path = cfg.path.as_ref().ok_or("no path")?;
@@ -513,11 +628,11 @@ async fn run_file_video(
                 slot += 1;
                 t
             };
-            pipe.feed(&buf[..n], false, hub, &mut arrival, epoch.now_ms());
-            let due = start + frame.mul_f64((pipe.published - base) as f64);
-            if due > Instant::now() {
-                smol::Timer::at(due).await;
+            if stopped() {
+                return Ok(());
             }
+            pipe.feed(&buf[..n], false, hub, &mut arrival, epoch.now_ms());
+            sleep_until(start + frame.mul_f64((pipe.published - base) as f64));
         }
         if !any {
             return Err(format!("{} is empty", path.display()));
@@ -535,11 +650,11 @@ async fn run_file_video(
 }
 
 /// An ADTS file, looped at real-time pace (1024 samples per frame).
-async fn run_file_audio(
+fn run_file_audio(
     cfg: &SourceConfig,
     pipe: &mut AudioPipeline,
     buf: &mut [u8],
-    hub: &RefCell<StreamHub>,
+    hub: &SharedHub,
     epoch: Epoch,
 ) -> Result<(), String> {
     let path = cfg.path.as_ref().ok_or("no path")?;
@@ -547,6 +662,7 @@ async fn run_file_audio(
     let base = pipe.published;
     loop {
         let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut any = false;
         loop {
             let n = f
                 .read(&mut buf[..1024])
@@ -554,7 +670,8 @@ async fn run_file_audio(
             if n == 0 {
                 break;
             }
-            let rate = hub.borrow().audio.map_or(48_000, |a| a.sample_rate) as f64;
+            any = true;
+            let rate = lock(hub).audio.map_or(48_000, |a| a.sample_rate) as f64;
             let per_frame = Duration::from_secs_f64(1024.0 / rate);
             let mut slot = pipe.published - base;
             let mut arrival = || {
@@ -562,23 +679,21 @@ async fn run_file_audio(
                 slot += 1;
                 t
             };
-            pipe.feed(&buf[..n], hub, epoch, &mut arrival, epoch.now_ms());
-            let due = start + per_frame.mul_f64((pipe.published - base) as f64);
-            if due > Instant::now() {
-                smol::Timer::at(due).await;
+            if stopped() {
+                return Ok(());
             }
+            pipe.feed(&buf[..n], hub, epoch, &mut arrival, epoch.now_ms());
+            sleep_until(start + per_frame.mul_f64((pipe.published - base) as f64));
+        }
+        if !any {
+            return Err(format!("{} is empty", path.display()));
         }
     }
 }
 
 /// The built-in test source: a moving H.264 pattern and an AAC tone, paced in real time.
-async fn run_testsrc(
-    cfg: SourceConfig,
-    plan: StreamPlan,
-    hub: Rc<RefCell<StreamHub>>,
-    epoch: Epoch,
-) {
-    let name = hub.borrow().name.clone();
+fn run_testsrc(cfg: SourceConfig, plan: StreamPlan, hub: &SharedHub, epoch: Epoch) {
+    let name = lock(hub).name.clone();
     let fps = if cfg.fps > 0.0 {
         cfg.fps.round() as u32
     } else {
@@ -619,22 +734,22 @@ async fn run_testsrc(
         let vdue = start + vframe.mul_f64(vn as f64);
         let adue = start + aframe.mul_f64(an as f64);
         let video_next = tone.is_none() || vdue <= adue;
-        let due = if video_next { vdue } else { adue };
-        if due > Instant::now() {
-            smol::Timer::at(due).await;
+        sleep_until(if video_next { vdue } else { adue });
+        if stopped() {
+            return;
         }
         if video_next {
             match pattern.next_frame(&mut vbuf) {
                 Ok((len, _key)) => {
                     let t = epoch.ticks(vdue, VIDEO_CLOCK_HZ);
-                    vpipe.feed(&vbuf[..len], true, &hub, &mut || t, epoch.now_ms());
+                    vpipe.feed(&vbuf[..len], true, hub, &mut || t, epoch.now_ms());
                 }
                 Err(e) => log::error!("[{name}] testsrc frame: {e:?}"),
             }
             vn += 1;
         } else if let Some(t) = tone.as_mut() {
             match t.next_frame(&mut abuf) {
-                Ok(len) => apipe.feed(&abuf[..len], &hub, epoch, &mut || adue, epoch.now_ms()),
+                Ok(len) => apipe.feed(&abuf[..len], hub, epoch, &mut || adue, epoch.now_ms()),
                 Err(e) => log::error!("[{name}] testsrc audio: {e:?}"),
             }
             an += 1;

@@ -436,6 +436,8 @@ struct WebState {
     metrics_buf: String,
     /// Last snapshot the observer diffed against.
     last_seen: Option<Status>,
+    /// Woken when a webhook delivery is queued.
+    webhook_wake: Option<smol::channel::Sender<()>>,
     /// Test hook: scrypt cost for new passwords.
     scrypt_log_n: u8,
 }
@@ -470,6 +472,7 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
                 random: o.random,
                 metrics_buf: String::new(),
                 last_seen: None,
+                webhook_wake: None,
                 scrypt_log_n: o.scrypt_log_n,
             }),
         }
@@ -494,6 +497,20 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
         let e = events.push(kind, unix);
         let urls: Vec<String> = cfg.webhooks.iter().map(|w| w.url.clone()).collect();
         webhooks.enqueue(e, &urls, now);
+        if !urls.is_empty() {
+            if let Some(w) = &st.webhook_wake {
+                // Full means a wake-up is already pending: nothing lost.
+                let _ = w.try_send(());
+            }
+        }
+    }
+
+    /// A receiver that gets a message whenever a webhook delivery is queued (one slot: several
+    /// queued deliveries may share one wake-up).
+    pub fn webhook_wakeups(&self) -> smol::channel::Receiver<()> {
+        let (tx, rx) = smol::channel::bounded(1);
+        self.st.borrow_mut().webhook_wake = Some(tx);
+        rx
     }
 
     /// Takes the next webhook delivery that is due (for the sender task).
@@ -502,14 +519,21 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
         self.st.borrow_mut().webhooks.take_due(now)
     }
 
+    /// Milliseconds until the earliest waiting delivery is due (0 = now), if any.
+    pub fn webhook_next_due_in_ms(&self) -> Option<u64> {
+        let now = self.clock.now_ms();
+        let due = self.st.borrow().webhooks.next_due_ms()?;
+        Some(due.saturating_sub(now))
+    }
+
     /// Hands a delivery's outcome back.
     pub fn webhook_done(&self, d: super::events::Delivery, ok: bool) {
         let now = self.clock.now_ms();
         self.st.borrow_mut().webhooks.finished(d, ok, now);
     }
 
-    /// The once-a-second observer: diffs a fresh snapshot against the last one and emits
-    /// stream, viewer and push events.
+    /// The observer: diffs a fresh snapshot against the last one and emits stream, viewer and
+    /// push events. The daemon calls it when its sampler thread sees a change.
     pub fn observe(&self) {
         let now = self.clock.now_ms();
         let snap = {

@@ -2,9 +2,10 @@
 //! RTSP server and the per-stream source tasks, and runs the two background tasks (the
 //! once-a-second sampler/observer and the webhook sender).
 //!
-//! Owns: the source tasks (so a source change restarts only that stream's task: dropping a
-//! smol `Task` cancels it, and `exec` children are `kill_on_drop`), the samplers, and the
-//! push-target view until the push shell reports real states.
+//! Owns: the stop flags of the per-stream input threads (so a source change restarts only that
+//! stream's input: the old threads see their flag after their next read and exit, dropping an
+//! `exec` encoder), the samplers, and the push-target view until the push shell reports real
+//! states.
 //!
 //! Must not: run on a frame path. Everything here runs once a second or per API call.
 
@@ -17,22 +18,25 @@ use super::status::{
 use crate::config::{Config, SourceConfig, SourceKind};
 use crate::ingest::source::{self, Epoch};
 use crate::media::budget::{MemoryPlan, StreamPlan};
-use crate::media::fanout::StreamHub;
+use crate::media::fanout::{lock, SharedHub};
 use crate::media::ring::Lookup;
 use crate::media::{Codec, Track};
 use crate::net::rtsp::RtspServer;
-use smol::Task;
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// One stream as the web layer manages it.
 pub struct LiveStream {
     pub name: String,
-    pub hub: Rc<RefCell<StreamHub>>,
+    pub hub: SharedHub,
     pub plan: StreamPlan,
-    sampler: RefCell<StreamSampler>,
-    tasks: RefCell<Vec<Task<()>>>,
+    /// Shared with the sampler thread.
+    sampler: Arc<Mutex<StreamSampler>>,
+    /// The running input threads' stop flag; replaced on every (re)start.
+    stop: RefCell<Arc<AtomicBool>>,
     api_restarts: std::cell::Cell<u64>,
 }
 
@@ -60,7 +64,7 @@ pub struct LiveRuntime {
 impl LiveRuntime {
     pub fn new(
         plan: &MemoryPlan,
-        hubs: Vec<(StreamPlan, Rc<RefCell<StreamHub>>)>,
+        hubs: Vec<(StreamPlan, SharedHub)>,
         rtsp: Rc<RtspServer>,
         epoch: Epoch,
         ports: (u16, u16),
@@ -72,8 +76,8 @@ impl LiveRuntime {
                     name: plan.name.clone(),
                     hub,
                     plan,
-                    sampler: RefCell::new(StreamSampler::default()),
-                    tasks: RefCell::new(Vec::new()),
+                    sampler: Arc::new(Mutex::new(StreamSampler::default())),
+                    stop: RefCell::new(Arc::new(AtomicBool::new(false))),
                     api_restarts: std::cell::Cell::new(0),
                 })
                 .collect(),
@@ -88,8 +92,7 @@ impl LiveRuntime {
         }
     }
 
-    /// Starts (or restarts) the source task(s) of `stream` from `cfg`. Must run on the media
-    /// thread's executor.
+    /// Starts (or restarts) the input thread(s) of `stream` from `cfg`.
     pub fn start_sources(&self, stream: &str, cfg: &Config) -> bool {
         let (Some(ls), Some(scfg)) = (
             self.streams.iter().find(|s| s.name == stream),
@@ -97,52 +100,108 @@ impl LiveRuntime {
         ) else {
             return false;
         };
-        // Dropping the old tasks cancels them (and kills an exec child).
-        ls.tasks.borrow_mut().clear();
+        // Stop the old input threads (they exit after their next read, killing an encoder
+        // child), then start new ones with a fresh flag.
+        let stop = Arc::new(AtomicBool::new(false));
+        ls.stop.replace(stop.clone()).store(true, Ordering::Relaxed);
         let testsrc = scfg.source.kind == SourceKind::Testsrc;
-        let mut tasks = Vec::with_capacity(2);
-        tasks.push(crate::net::spawn(source::run_video(
+        let v = source::spawn_video_stoppable(
             scfg.source.clone(),
             ls.plan.clone(),
             ls.hub.clone(),
             self.epoch,
-        )));
+            stop.clone(),
+        );
+        if let Err(e) = v {
+            log::error!("[{stream}] cannot start the video input thread: {e}");
+            return false;
+        }
         if let (Some(a), false) = (scfg.audio.clone(), testsrc) {
             let a: SourceConfig = a;
-            tasks.push(crate::net::spawn(source::run_audio(
-                a,
-                ls.hub.clone(),
-                self.epoch,
-            )));
+            if let Err(e) = source::spawn_audio_stoppable(a, ls.hub.clone(), self.epoch, stop) {
+                log::error!("[{stream}] cannot start the audio input thread: {e}");
+                return false;
+            }
         }
-        *ls.tasks.borrow_mut() = tasks;
         true
     }
 
-    /// Reads every hub's counters once (call once a second).
-    pub fn sample(&self, now_ms: u64) {
-        for s in &self.streams {
-            let hub = s.hub.borrow();
-            let rs = hub.ring.stats();
-            let last = hub.ring.last_video_keyframe();
-            let pts = |seq: u64| match hub.ring.get(seq) {
-                Lookup::Frame(f) => Some(f.meta.pts),
-                _ => None,
-            };
-            // The keyframe before the newest: scan back through the ring (once a second,
-            // bounded by the ring's slot count).
-            let prev = last.and_then(|k| {
-                (hub.ring.tail()..k).rev().find(|&q| {
-                    matches!(hub.ring.get(q), Lookup::Frame(f) if f.meta.track == Track::Video && f.meta.keyframe)
-                })
-            });
-            let sample = HubSample {
-                bytes_in: rs.bytes_in,
-                video_frames: hub.stats().video_frames,
-                last_keyframes_pts_90k: (last.and_then(pts), prev.and_then(pts)),
-            };
-            s.sampler.borrow_mut().sample(sample, now_ms);
-        }
+    /// Starts the sampler thread: once a second it reads every hub's counters (bitrate, fps,
+    /// keyframe interval, history) and, when anything events are made from changed
+    /// (liveness, parameters, restarts, viewer count), sends on `changed` so the observer on
+    /// the media thread builds a snapshot and diffs it. A plain thread, not a smol timer:
+    /// timers in smol's reactor allocate on every firing, and a quiet daemon must allocate
+    /// nothing (tests/alloc_steady_state.rs counts).
+    pub fn spawn_sampler(&self, changed: smol::channel::Sender<()>) -> std::io::Result<()> {
+        let streams: Vec<(SharedHub, Arc<Mutex<StreamSampler>>)> = self
+            .streams
+            .iter()
+            .map(|s| (s.hub.clone(), s.sampler.clone()))
+            .collect();
+        let epoch = self.epoch;
+        std::thread::Builder::new()
+            .name("web-sampler".into())
+            .spawn(move || {
+                let mut prev: Vec<u64> = Vec::with_capacity(4 * streams.len());
+                let mut cur: Vec<u64> = Vec::with_capacity(4 * streams.len());
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                    let now_ms = epoch.now_ms();
+                    cur.clear();
+                    for (hub, sampler) in &streams {
+                        let sample = {
+                            let hub = lock(hub);
+                            cur.extend_from_slice(&[
+                                flowing(&hub, now_ms) as u64,
+                                hub.params_generation as u64,
+                                hub.source_restarts,
+                                hub.consumer_count() as u64,
+                            ]);
+                            hub_sample(&hub)
+                        };
+                        lock(sampler).sample(sample, now_ms);
+                    }
+                    if cur != prev {
+                        std::mem::swap(&mut cur, &mut prev);
+                        // Full: a wake-up is already pending. Closed: the daemon is ending.
+                        if let Err(smol::channel::TrySendError::Closed(_)) = changed.try_send(()) {
+                            return;
+                        }
+                    }
+                }
+            })
+            .map(|_| ())
+    }
+}
+
+/// Live for the page: parameters and a keyframe held, and a frame within the last 5 s (a
+/// source that died leaves its last GOP in the ring; that is not live).
+fn flowing(hub: &crate::media::fanout::StreamHub, now_ms: u64) -> bool {
+    hub.is_live()
+        && hub
+            .last_frame_ms
+            .is_some_and(|t| now_ms.saturating_sub(t) < 5000)
+}
+
+/// One hub's counters for the sampler.
+fn hub_sample(hub: &crate::media::fanout::StreamHub) -> HubSample {
+    let rs = hub.ring.stats();
+    let last = hub.ring.last_video_keyframe();
+    let pts = |seq: u64| match hub.ring.get(seq) {
+        Lookup::Frame(f) => Some(f.meta.pts),
+        _ => None,
+    };
+    // The keyframe before the newest: scan back through the ring (once a second, bounded by
+    // the ring's slot count).
+    let prev = last.and_then(|k| {
+        (hub.ring.tail()..k).rev().find(|&q| {
+            matches!(hub.ring.get(q), Lookup::Frame(f) if f.meta.track == Track::Video && f.meta.keyframe)
+        })
+    });
+    HubSample {
+        bytes_in: rs.bytes_in,
+        video_frames: hub.stats().video_frames,
+        last_keyframes_pts_90k: (last.and_then(pts), prev.and_then(pts)),
     }
 }
 
@@ -153,8 +212,8 @@ impl Runtime for LiveRuntime {
             .streams
             .iter()
             .map(|s| {
-                let hub = s.hub.borrow();
-                let sm = s.sampler.borrow();
+                let hub = lock(&s.hub);
+                let sm = lock(&s.sampler);
                 let rs = hub.ring.stats();
                 let hs = hub.stats();
                 let v = hub.video.as_ref();
@@ -166,7 +225,7 @@ impl Runtime for LiveRuntime {
                     .count() as u32;
                 StreamStatus {
                     name: s.name.clone(),
-                    live: hub.is_live(),
+                    live: flowing(&hub, self.epoch.now_ms()),
                     codec: v.map(|v| match v.codec {
                         Codec::H264 => "H.264",
                         Codec::H265 => "H.265",
@@ -324,6 +383,7 @@ pub fn own_names() -> Vec<String> {
 /// Samples hubs and emits events once a second; sends due webhooks. Runs forever.
 pub async fn background(api: Rc<WebApi<Rc<LiveRuntime>, SystemClock>>) {
     let sender = api.clone();
+    let wakeups = api.webhook_wakeups();
     crate::net::spawn(async move {
         loop {
             match sender.webhook_due() {
@@ -343,15 +403,37 @@ pub async fn background(api: Rc<WebApi<Rc<LiveRuntime>, SystemClock>>) {
                     sender.webhook_done(d, ok);
                 }
                 None => {
-                    smol::Timer::after(std::time::Duration::from_millis(250)).await;
+                    // Sleep until a delivery is queued or the earliest retry is due; an idle
+                    // daemon runs no timer here.
+                    match sender.webhook_next_due_in_ms() {
+                        Some(ms) => {
+                            use smol::future::FutureExt;
+                            let t = async {
+                                smol::Timer::after(std::time::Duration::from_millis(ms)).await;
+                            };
+                            t.or(async {
+                                let _ = wakeups.recv().await;
+                            })
+                            .await;
+                        }
+                        None => {
+                            if wakeups.recv().await.is_err() {
+                                return;
+                            }
+                        }
+                    }
                 }
             }
         }
     })
     .detach();
-    loop {
-        smol::Timer::after(std::time::Duration::from_secs(1)).await;
-        api.rt.sample(api.clock.now_ms());
+    let (tx, rx) = smol::channel::bounded(1);
+    if let Err(e) = api.rt.spawn_sampler(tx) {
+        log::error!("web: cannot start the sampler thread: {e}");
+        return;
+    }
+    api.observe();
+    while rx.recv().await.is_ok() {
         api.observe();
     }
 }
