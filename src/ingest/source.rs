@@ -26,17 +26,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The daemon's clock origin: every pts and `now_ms` counts from here.
+/// The daemon's clock origin: every pts and `now_ms` counts from here, plus
+/// [`Epoch::BASE_S`] — so that a source whose first audio precedes its first video (MPEG-TS
+/// does this) still maps to positive times, and nothing is ever stamped near zero.
 #[derive(Clone, Copy, Debug)]
 pub struct Epoch(pub Instant);
 
 impl Epoch {
+    pub const BASE_S: u64 = 3600;
+
     pub fn now_ms(&self) -> u64 {
-        self.0.elapsed().as_millis() as u64
+        self.0.elapsed().as_millis() as u64 + Self::BASE_S * 1000
     }
     pub fn ticks(&self, at: Instant, clock_hz: u32) -> u64 {
         let d = at.saturating_duration_since(self.0);
         (d.as_micros() as u64).saturating_mul(clock_hz as u64) / 1_000_000
+            + Self::BASE_S * clock_hz as u64
     }
 }
 
@@ -161,6 +166,43 @@ impl VideoPipeline {
         }
     }
 
+    /// Feeds one whole access unit that came with its own timestamps (an MPEG-TS PES), already
+    /// mapped to the daemon clock.
+    pub fn feed_timed(&mut self, au: &[u8], pts: u64, dts: u64, hub: &SharedHub, now_ms: u64) {
+        let VideoPipeline {
+            codec,
+            assembler,
+            published,
+            ..
+        } = self;
+        let mut on_au = |au: AccessUnit<'_>| {
+            let mut hub = lock(hub);
+            if au.params_changed {
+                let p = video_params(*codec, au.vps, au.sps, au.pps);
+                log::info!(
+                    "[{}] video {} {}x{} (MPEG-TS)",
+                    hub.name,
+                    codec.name(),
+                    p.width,
+                    p.height
+                );
+                hub.set_video_params(p);
+            }
+            let meta = FrameMeta {
+                track: Track::Video,
+                pts,
+                dts,
+                keyframe: au.keyframe,
+            };
+            if let Err(e) = hub.publish(meta, au.data, now_ms) {
+                log::warn!("[{}] video frame dropped: {e:?}", hub.name);
+            }
+            *published += 1;
+        };
+        assembler.push(au, &mut on_au);
+        assembler.end_of_write(&mut on_au);
+    }
+
     /// The source restarted: forget the partial AU (timestamps keep increasing).
     pub fn source_restarted(&mut self) {
         self.assembler.reset_partial();
@@ -171,6 +213,7 @@ impl VideoPipeline {
 pub struct AudioPipeline {
     splitter: AdtsSplitter,
     stamper: Option<AudioStamper>,
+    last_timed_pts: Option<u64>,
     pub published: u64,
 }
 
@@ -185,6 +228,7 @@ impl AudioPipeline {
         AudioPipeline {
             splitter: AdtsSplitter::new(),
             stamper: None,
+            last_timed_pts: None,
             published: 0,
         }
     }
@@ -203,6 +247,7 @@ impl AudioPipeline {
             splitter,
             stamper,
             published,
+            ..
         } = self;
         splitter.push(data, &mut |p: AudioParams, frame: &[u8]| {
             let mut hub = lock(hub);
@@ -228,6 +273,140 @@ impl AudioPipeline {
                 log::warn!("[{}] audio frame dropped: {e:?}", hub.name);
             }
             *published += 1;
+        });
+    }
+}
+
+impl AudioPipeline {
+    /// Feeds ADTS bytes that came with a timestamp (an MPEG-TS PES, mapped to the daemon's
+    /// 90 kHz clock): the n-th frame in it is `pts + n * 1024` samples.
+    pub fn feed_timed(&mut self, data: &[u8], pts_90k: u64, hub: &SharedHub, now_ms: u64) {
+        let mut n = 0u64;
+        let published = &mut self.published;
+        let last_pts = &mut self.last_timed_pts;
+        self.splitter
+            .push(data, &mut |p: AudioParams, frame: &[u8]| {
+                let mut hub = lock(hub);
+                if hub.audio != Some(p) {
+                    log::info!(
+                        "[{}] audio AAC {} Hz, {} ch (MPEG-TS)",
+                        hub.name,
+                        p.sample_rate,
+                        p.channels
+                    );
+                    hub.set_audio_params(p);
+                }
+                let mut pts = pts_90k * p.sample_rate as u64 / VIDEO_CLOCK_HZ as u64 + n * 1024;
+                n += 1;
+                // PES timestamps are rounded to 90 kHz: keep whole frames apart, never backwards.
+                if let Some(last) = *last_pts {
+                    if pts < last + 1024 && pts + 1024 > last {
+                        pts = last + 1024;
+                    }
+                }
+                *last_pts = Some(pts);
+                let meta = FrameMeta {
+                    track: Track::Audio,
+                    pts,
+                    dts: pts,
+                    keyframe: true,
+                };
+                if let Err(e) = hub.publish(meta, frame, now_ms) {
+                    log::warn!("[{}] audio frame dropped: {e:?}", hub.name);
+                }
+                *published += 1;
+            });
+    }
+}
+
+/// Maps a source's 33-bit MPEG timestamps onto the daemon clock: unwrapped, offset so the
+/// first one lands at its arrival time, and re-anchored (never backwards) when the source
+/// jumps by more than 10 s (a restart, a splice).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TsClock {
+    offset: Option<i64>,
+    last_raw: u64,
+    unwrapped_base: u64,
+    last_out: u64,
+}
+
+impl TsClock {
+    /// Maps `raw` (33-bit, 90 kHz) arriving at `arrival_90k` (daemon clock).
+    pub fn map(&mut self, raw: u64, arrival_90k: u64) -> u64 {
+        const WRAP: u64 = 1 << 33;
+        let raw = raw & (WRAP - 1);
+        if self.offset.is_some() && raw + WRAP / 2 < self.last_raw {
+            self.unwrapped_base += WRAP;
+        }
+        self.last_raw = raw;
+        let unwrapped = (self.unwrapped_base + raw) as i64;
+        let offset = *self.offset.get_or_insert(arrival_90k as i64 - unwrapped);
+        let mapped = unwrapped + offset;
+        if (mapped - arrival_90k as i64).abs() > 10 * VIDEO_CLOCK_HZ as i64 {
+            // Re-anchor at arrival, but never behind what we already handed out.
+            let target = (arrival_90k).max(self.last_out + 1) as i64;
+            self.offset = Some(target - unwrapped);
+            self.last_out = target as u64;
+            return target as u64;
+        }
+        // Tracks interleave loosely in a TS (audio PES may trail video by a second), so no
+        // cross-track clamp here: each track keeps its own order (see `TsIngest`).
+        let out = mapped.max(0) as u64;
+        self.last_out = self.last_out.max(out);
+        out
+    }
+}
+
+/// MPEG-TS in (a camera or ffmpeg sending TS over TCP/UDP, a pipe or a file): PES video into
+/// the Annex B assembler, PES audio into the ADTS splitter, PES timestamps kept.
+pub struct TsIngest {
+    demux: crate::proto::ts_demux::TsDemuxer,
+    video: Option<VideoPipeline>,
+    audio: AudioPipeline,
+    clock: TsClock,
+    max_au_bytes: usize,
+}
+
+impl TsIngest {
+    pub fn new(max_au_bytes: usize) -> Self {
+        TsIngest {
+            demux: crate::proto::ts_demux::TsDemuxer::new(max_au_bytes),
+            video: None,
+            audio: AudioPipeline::new(),
+            clock: TsClock::default(),
+            max_au_bytes,
+        }
+    }
+
+    pub fn feed(&mut self, data: &[u8], hub: &SharedHub, epoch: Epoch) {
+        let TsIngest {
+            demux,
+            video,
+            audio,
+            clock,
+            max_au_bytes,
+        } = self;
+        let arrival = epoch.ticks(Instant::now(), VIDEO_CLOCK_HZ);
+        let now_ms = epoch.now_ms();
+        demux.push(data, &mut |pes| {
+            let Some(pts_raw) = pes.pts_90k else { return };
+            let dts_raw = pes.dts_90k.unwrap_or(pts_raw);
+            let dts = clock.map(dts_raw, arrival);
+            let pts = dts + (pts_raw.wrapping_sub(dts_raw) & ((1 << 33) - 1)) % (10 * 90_000);
+            match pes.stream_type {
+                0x1b | 0x24 => {
+                    let codec = if pes.stream_type == 0x24 {
+                        Codec::H265
+                    } else {
+                        Codec::H264
+                    };
+                    let v =
+                        video.get_or_insert_with(|| VideoPipeline::new(codec, 0.0, *max_au_bytes));
+                    v.feed_timed(pes.payload, pts, dts, hub, now_ms);
+                }
+                0x0f => audio.feed_timed(pes.payload, pts, hub, now_ms),
+                _ => {}
+            }
         });
     }
 }
@@ -348,8 +527,7 @@ fn run_video(cfg: SourceConfig, plan: StreamPlan, hub: SharedHub, epoch: Epoch) 
         _ => Codec::H264,
     };
     if cfg.format == SourceFormat::Mpegts {
-        log::error!("[{name}] format mpegts is not supported by this build yet");
-        return;
+        return run_mpegts(cfg, plan, hub, epoch);
     }
     let mut pipe = VideoPipeline::new(codec, cfg.fps, plan.max_au_bytes);
     let mut buf = vec![0u8; INGEST_READ_BUFFER_BYTES].into_boxed_slice();
@@ -388,6 +566,39 @@ fn run_video(cfg: SourceConfig, plan: StreamPlan, hub: SharedHub, epoch: Epoch) 
         if stopped() {
             return;
         }
+    }
+}
+
+fn run_mpegts(cfg: SourceConfig, plan: StreamPlan, hub: SharedHub, epoch: Epoch) {
+    let name = lock(&hub).name.clone();
+    let mut ts = TsIngest::new(plan.max_au_bytes);
+    let mut buf = vec![0u8; INGEST_READ_BUFFER_BYTES].into_boxed_slice();
+    let mut backoff = Backoff::new(cfg.restart_min_ms, cfg.restart_max_ms);
+    loop {
+        let started = Instant::now();
+        let mut feed = |d: &[u8], _eow: bool| ts.feed(d, &hub, epoch);
+        let result = match cfg.kind {
+            SourceKind::Exec => read_exec(&cfg, &name, &mut buf, &mut feed),
+            SourceKind::Stdin => read_stdin(&mut buf, &mut feed),
+            SourceKind::Tcp => read_tcp(&cfg, &name, &mut buf, &mut feed),
+            SourceKind::Udp => read_udp(&cfg, &mut buf, &mut feed),
+            SourceKind::File => {
+                Err("MPEG-TS files: use ffmpeg -re ... -f mpegts pipe: with kind = \"exec\"".into())
+            }
+            SourceKind::Testsrc => return,
+        };
+        let delay = backoff.next_delay(started.elapsed());
+        match result {
+            Ok(()) => log::warn!(
+                "[{name}] MPEG-TS source ended; restarting in {} ms",
+                delay.as_millis()
+            ),
+            Err(e) => log::warn!(
+                "[{name}] MPEG-TS source failed: {e}; restarting in {} ms",
+                delay.as_millis()
+            ),
+        }
+        std::thread::sleep(delay);
     }
 }
 
@@ -771,11 +982,75 @@ mod tests {
     }
 
     #[test]
+    fn ts_clock_maps_unwraps_and_reanchors() {
+        let mut c = TsClock::default();
+        assert_eq!(c.map(1_000, 90_000), 90_000);
+        assert_eq!(c.map(4_000, 95_000), 93_000); // follows the source, not arrival
+                                                  // 33-bit wrap: raw goes from near 2^33 to small, output keeps increasing.
+        let mut c = TsClock::default();
+        let top = (1u64 << 33) - 3000;
+        assert_eq!(c.map(top, 90_000), 90_000);
+        assert_eq!(c.map(0, 93_000), 93_000);
+        // A 20 s jump (source restarted): re-anchor at arrival, never backwards.
+        assert_eq!(c.map(20 * 90_000, 96_000), 96_000);
+        assert!(c.map(20 * 90_000 + 3000, 99_000) >= 96_000);
+    }
+
+    #[test]
     fn backoff_doubles_caps_and_resets() {
         let mut b = Backoff::new(500, 3000);
         let z = Duration::ZERO;
         let d: Vec<u128> = (0..5).map(|_| b.next_delay(z).as_millis()).collect();
         assert_eq!(d, vec![500, 1000, 2000, 3000, 3000]);
         assert_eq!(b.next_delay(Duration::from_secs(11)).as_millis(), 500);
+    }
+}
+
+#[cfg(test)]
+mod ts_tests {
+    use super::*;
+    use crate::media::fanout::StreamHub;
+    use crate::media::ring::{Lookup, MediaRing};
+    use std::sync::{Arc, Mutex};
+
+    /// ffmpeg's TS (H.264 + AAC, several AAC frames per PES) through TsIngest: timestamps
+    /// strictly increase per track, audio steps by 1024 samples.
+    #[test]
+    fn ts_fixture_timestamps_increase_per_track() {
+        let ts = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/ffmpeg_testsrc2_sine_1s.ts"
+        ))
+        .unwrap();
+        let hub: SharedHub = Arc::new(Mutex::new(StreamHub::new(
+            "t",
+            MediaRing::new(1 << 20, 1024),
+            4,
+        )));
+        let mut ingest = TsIngest::new(256 * 1024);
+        let epoch = Epoch(Instant::now());
+        for c in ts.chunks(1000) {
+            ingest.feed(c, &hub, epoch);
+        }
+        let hub = lock(&hub);
+        let mut last: [Option<u64>; 2] = [None, None];
+        let mut audio = Vec::new();
+        for q in hub.ring.tail()..hub.ring.head() {
+            let Lookup::Frame(f) = hub.ring.get(q) else {
+                panic!()
+            };
+            let t = f.meta.track.index();
+            if let Some(l) = last[t] {
+                assert!(f.meta.dts > l, "track {t}: {} after {l}", f.meta.dts);
+            }
+            last[t] = Some(f.meta.dts);
+            if t == 1 {
+                audio.push(f.meta.pts);
+            }
+        }
+        assert!(audio.len() > 30, "{} audio frames", audio.len());
+        for w in audio.windows(2) {
+            assert!((1023..=1025).contains(&(w[1] - w[0])), "audio step {:?}", w);
+        }
     }
 }

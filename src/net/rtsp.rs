@@ -666,8 +666,20 @@ impl StreamCatalog for Catalog<'_> {
         } else {
             ring.head().saturating_sub(1)
         };
+        // The same rule as RtpSender: audio starts at the first frame not older than the
+        // keyframe the viewer starts with.
+        let key_us = match ring.get(start) {
+            Lookup::Frame(f) if f.meta.track == Track::Video => {
+                Some(f.meta.pts * 1_000_000 / VIDEO_CLOCK_HZ as u64)
+            }
+            _ => None,
+        };
+        let audio_hz = hub.audio.map_or(48_000, |a| a.sample_rate) as u64;
         (start..ring.head()).find_map(|q| match ring.get(q) {
-            Lookup::Frame(f) if f.meta.track == track => Some(f.meta.pts),
+            Lookup::Frame(f) if f.meta.track == track => match (track, key_us) {
+                (Track::Audio, Some(k)) if (f.meta.pts + 1024) * 1_000_000 / audio_hz <= k => None,
+                _ => Some(f.meta.pts),
+            },
             _ => None,
         })
     }
