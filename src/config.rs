@@ -17,6 +17,7 @@ use std::path::PathBuf;
 pub struct Config {
     pub rtsp: RtspConfig,
     pub http: HttpConfig,
+    pub hls: HlsConfig,
     pub media: MediaConfig,
     /// One table per stream; empty in the file means one stream `live` from `testsrc`.
     pub streams: BTreeMap<String, StreamConfig>,
@@ -106,6 +107,15 @@ pub struct HttpConfig {
     pub allowed_hosts: Vec<String>,
     /// Bearer tokens for machines, stored hashed as `sha256$hex` (create them on the page).
     pub api_tokens: Vec<String>,
+    /// Open connections (HLS viewers, page, API); more are answered 503. Each may hold a
+    /// 17 KiB request buffer, counted in the memory plan. 0 = the viewer limit.
+    pub max_connections: u32,
+    /// A request head (and body) must arrive within this time of its first byte (slowloris).
+    pub request_timeout_ms: u32,
+    /// An idle keep-alive connection is closed after this long.
+    pub keepalive_timeout_ms: u32,
+    /// A client that accepts no response bytes for this long is disconnected.
+    pub send_timeout_ms: u32,
 }
 
 impl Default for HttpConfig {
@@ -116,6 +126,33 @@ impl Default for HttpConfig {
             password_hash: None,
             allowed_hosts: Vec::new(),
             api_tokens: Vec::new(),
+            max_connections: 0,
+            request_timeout_ms: 10_000,
+            keepalive_timeout_ms: 15_000,
+            send_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// HLS from RAM (RFC 8216): `http://HOST:PORT/STREAM/index.m3u8` and `/master.m3u8`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HlsConfig {
+    pub enabled: bool,
+    /// Target segment duration; segments are cut at the first keyframe after it, so a GOP
+    /// longer than this makes longer segments.
+    pub segment_ms: u32,
+    /// Segments listed in the media playlist; as many again stay downloadable after they
+    /// leave it. Memory: (2 * window + 1) segments at the stream's max_bitrate_kbps.
+    pub window: u32,
+}
+
+impl Default for HlsConfig {
+    fn default() -> Self {
+        HlsConfig {
+            enabled: true,
+            segment_ms: 1000,
+            window: 6,
         }
     }
 }
@@ -124,7 +161,7 @@ impl Default for HttpConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct MediaConfig {
     /// Ceiling for all media memory (frame rings, HLS segments, viewer buffers) in MiB.
-    /// 0 = the board profile's figure (or 16 MiB without a board). Start-up fails if the
+    /// 0 = the board profile's figure (or 24 MiB without a board). Start-up fails if the
     /// streams' buffers do not fit.
     pub memory_mib: u32,
 }
@@ -322,6 +359,21 @@ impl Config {
         }
         if self.http.port == self.rtsp.port && self.http.bind == self.rtsp.bind {
             return err("http.port", "must differ from rtsp.port");
+        }
+        if !(1000..=600_000).contains(&self.http.request_timeout_ms) {
+            return err("http.request_timeout_ms", "must be 1000..=600000");
+        }
+        if !(1000..=600_000).contains(&self.http.keepalive_timeout_ms) {
+            return err("http.keepalive_timeout_ms", "must be 1000..=600000");
+        }
+        if !(1000..=600_000).contains(&self.http.send_timeout_ms) {
+            return err("http.send_timeout_ms", "must be 1000..=600000");
+        }
+        if !(200..=30_000).contains(&self.hls.segment_ms) {
+            return err("hls.segment_ms", "must be 200..=30000");
+        }
+        if !(2..=60).contains(&self.hls.window) {
+            return err("hls.window", "must be 2..=60");
         }
         if self.rtsp.udp_port != 0
             && (self.rtsp.udp_port == u16::MAX

@@ -4,19 +4,20 @@
 //! Owns: start-up order and wiring — nothing protocol-specific. The figure it prints
 //! ("media memory: N MiB") is the plan's, and the plan is all the media memory there is.
 
-use crate::config::{Config, SourceKind};
+use crate::config::{Config, SourceKind, StreamConfig};
 use crate::ingest::source::Epoch;
-use crate::media::budget::MemoryPlan;
-use crate::media::fanout::{lock, SharedHub, StreamHub};
+use crate::media::budget::{MemoryPlan, StreamPlan, HLS_SEGMENT_ENTRY_BYTES};
+use crate::media::fanout::{lock, FrameCursor, SharedHub, StreamHub};
 use crate::media::ring::MediaRing;
 use crate::net;
+use crate::net::hls::{HlsHandler, HlsStream, HlsStreamConfig};
 use crate::net::http::{HttpHandler, HttpLimits, HttpServer};
 use crate::net::rtsp::{RtspServer, RtspStream};
 use smol::Async;
 use std::net::{SocketAddr, TcpListener};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Where the daemon ended up listening (ports may be chosen by the OS in tests).
 #[derive(Clone, Copy, Debug)]
@@ -43,6 +44,9 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
     let plan = MemoryPlan::new(&cfg, board.memory_mib, board.max_viewers)?;
     log::info!("{}", plan.summary());
     let epoch = Epoch(Instant::now());
+    let epoch_unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     let mut rtsp_streams = Vec::new();
     let mut starts = Vec::new();
     for sp in &plan.streams {
@@ -61,6 +65,11 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
             max_lag_bytes: sp.ring_bytes as u64 / 2,
         });
         starts.push((sp.clone(), scfg.clone(), hub));
+    }
+    // HTTP: HLS first, then the other routes; a handler that returns None passes the request on.
+    let mut http_handlers: Vec<Rc<dyn HttpHandler>> = Vec::new();
+    if cfg.hls.enabled {
+        http_handlers.push(Rc::new(start_hls(&cfg, &starts, epoch_unix_ms)));
     }
     let http_listener = TcpListener::bind((cfg.http.bind.as_str(), cfg.http.port))
         .map_err(|e| format!("HTTP port {}:{}: {e}", cfg.http.bind, cfg.http.port))?;
@@ -102,13 +111,13 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
             scrypt_log_n: crate::web::auth::SCRYPT_LOG_N,
         },
     ));
-    let http_handlers: Vec<Rc<dyn HttpHandler>> = vec![web.clone()];
+    http_handlers.push(web.clone());
     let http_server = HttpServer::new(
         HttpLimits {
-            max_connections: 64,
-            request_timeout_ms: 10_000,
-            keepalive_timeout_ms: 30_000,
-            send_timeout_ms: 10_000,
+            max_connections: plan.http_connections as usize,
+            request_timeout_ms: cfg.http.request_timeout_ms.into(),
+            keepalive_timeout_ms: cfg.http.keepalive_timeout_ms.into(),
+            send_timeout_ms: cfg.http.send_timeout_ms.into(),
         },
         http_handlers,
     );
@@ -128,12 +137,61 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
     }
     net::block_on(async move {
         net::spawn(crate::web::live::background(web)).detach();
-        net::spawn(http_server.serve(http_listener)).detach();
         let hubs: Vec<_> = hubs_for_watchdog;
         net::spawn(systemd_watchdog(hubs, epoch)).detach();
+        net::spawn(http_server.serve(http_listener)).detach();
         server.serve(listener).await;
     });
     Ok(())
+}
+
+/// Registers one HLS segmenter per stream on its hub (arena sized by the plan) and returns
+/// the HTTP routes that serve them.
+fn start_hls(
+    cfg: &Config,
+    starts: &[(StreamPlan, StreamConfig, SharedHub)],
+    epoch_unix_ms: u64,
+) -> HlsHandler {
+    let mut streams = Vec::new();
+    for (sp, scfg, hub) in starts {
+        let window = cfg.hls.window as usize;
+        let segmenter = crate::proto::hls::HlsConfig {
+            target_duration_ms: cfg.hls.segment_ms,
+            window_segments: window,
+            arena_len_bytes: sp.hls_bytes - sp.hls_segments * HLS_SEGMENT_ENTRY_BYTES,
+            max_segments: sp.hls_segments,
+        };
+        let expect_audio = match scfg.source.kind {
+            SourceKind::Testsrc => scfg.source.audio,
+            _ => scfg.audio.is_some(),
+        };
+        let mut hub = lock(hub);
+        let cursor = FrameCursor::start(&hub.ring, [true, true], sp.ring_bytes as u64 / 2);
+        let stream = Arc::new(Mutex::new(HlsStream::new(
+            HlsStreamConfig {
+                name: sp.name.clone(),
+                segmenter,
+                expect_audio,
+                max_bitrate_bps: u64::from(scfg.max_bitrate_kbps) * 1000,
+                epoch_unix_ms,
+            },
+            cursor,
+        )));
+        // Consumers run on the stream's ingest thread; the HTTP side locks the stream only
+        // to render a playlist or copy a chunk of a segment.
+        if !hub.add_consumer(stream.clone()) {
+            log::error!("[{}] HLS: no consumer slot on the hub", sp.name);
+            continue;
+        }
+        streams.push(stream);
+    }
+    log::info!(
+        "HLS: {} stream(s), {} ms segments, window {}",
+        streams.len(),
+        cfg.hls.segment_ms,
+        cfg.hls.window
+    );
+    HlsHandler::new(streams)
 }
 
 /// Tells systemd we are up (Type=notify), and feeds its watchdog only while frames flow: a

@@ -203,9 +203,11 @@ impl VideoPipeline {
         assembler.end_of_write(&mut on_au);
     }
 
-    /// The source restarted: forget the partial AU (timestamps keep increasing).
+    /// The source restarted: forget the partial AU; the next AU is stamped at its arrival
+    /// (timestamps keep increasing, without smoothing across the gap).
     pub fn source_restarted(&mut self) {
         self.assembler.reset_partial();
+        self.stamper.resync();
     }
 }
 
@@ -549,7 +551,7 @@ fn run_video(cfg: SourceConfig, plan: StreamPlan, hub: SharedHub, epoch: Epoch) 
             return;
         }
         pipe.source_restarted();
-        lock(&hub).source_restarts += 1;
+        lock(&hub).source_restarted();
         let delay = backoff.next_delay(started.elapsed());
         match result {
             Ok(()) => log::warn!(
@@ -587,6 +589,9 @@ fn run_mpegts(cfg: SourceConfig, plan: StreamPlan, hub: SharedHub, epoch: Epoch)
             }
             SourceKind::Testsrc => return,
         };
+        if stopped() {
+            return;
+        }
         let delay = backoff.next_delay(started.elapsed());
         match result {
             Ok(()) => log::warn!(
@@ -599,6 +604,9 @@ fn run_mpegts(cfg: SourceConfig, plan: StreamPlan, hub: SharedHub, epoch: Epoch)
             ),
         }
         std::thread::sleep(delay);
+        if stopped() {
+            return;
+        }
     }
 }
 

@@ -29,8 +29,8 @@ pub struct StreamView<'a> {
     pub ring: &'a MediaRing,
     pub video: Option<&'a VideoParams>,
     pub audio: Option<&'a AudioParams>,
-    /// Bumped whenever codec parameters change (consumers re-send headers, HLS marks a
-    /// discontinuity).
+    /// Bumped whenever codec parameters change or the source restarted (consumers re-send
+    /// headers, HLS marks a discontinuity).
     pub params_generation: u32,
 }
 
@@ -131,6 +131,13 @@ impl StreamHub {
             self.video = Some(p);
             self.params_generation += 1;
         }
+    }
+
+    /// The source restarted (encoder process, connection): counted like a parameter change,
+    /// so consumers that care (HLS marks a discontinuity) see it in `params_generation`.
+    pub fn source_restarted(&mut self) {
+        self.params_generation += 1;
+        self.source_restarts += 1;
     }
 
     pub fn set_audio_params(&mut self, p: AudioParams) {

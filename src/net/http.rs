@@ -342,7 +342,10 @@ pub fn parse_head<'b>(
     };
     // Origin-form only, visible ASCII only (raw NUL, spaces, UTF-8 bytes are refused), and
     // no fragment (never sent by clients).
-    if !target.starts_with(b"/") || !target.iter().all(|&b| (0x21..0x7f).contains(&b) && b != b'#')
+    if !target.starts_with(b"/")
+        || !target
+            .iter()
+            .all(|&b| (0x21..0x7f).contains(&b) && b != b'#')
     {
         return Err(HeadError::Malformed);
     }
@@ -412,7 +415,10 @@ pub fn path_is_safe(path: &str) -> bool {
     // Segments after the leading '/'; a single trailing '/' (directory index) is fine.
     let rest = &path[1..];
     let rest = rest.strip_suffix('/').unwrap_or(rest);
-    rest.is_empty() || rest.split('/').all(|s| !s.is_empty() && s != "." && s != "..")
+    rest.is_empty()
+        || rest
+            .split('/')
+            .all(|s| !s.is_empty() && s != "." && s != "..")
 }
 
 /// The outcome of a `Range` header against a body of `len` bytes (RFC 9110 §14).
@@ -636,7 +642,10 @@ impl HttpServer {
         let mut out: Vec<u8> = Vec::with_capacity(512);
         let mut first = true;
         loop {
-            match self.one_request(&stream, peer, &mut buf, &mut out, first).await {
+            match self
+                .one_request(&stream, peer, &mut buf, &mut out, first)
+                .await
+            {
                 Ok(ConnEnd::KeepAlive) => first = false,
                 Ok(ConnEnd::Close) => break,
                 Err(e) => {
@@ -697,7 +706,8 @@ impl HttpServer {
             }
             if head_deadline == Some(idle_deadline) {
                 // The first byte of this request arrived: the head has this long.
-                head_deadline = Some(Instant::now() + Duration::from_millis(lim.request_timeout_ms));
+                head_deadline =
+                    Some(Instant::now() + Duration::from_millis(lim.request_timeout_ms));
             }
         };
         // Phase 2: the body, within the same request timeout.
@@ -800,7 +810,8 @@ impl HttpServer {
                 }
                 Some(RangeOutcome::Unsatisfiable) => {
                     resp.status = 416;
-                    resp.headers.push(("Content-Range", format!("bytes */{len}")));
+                    resp.headers
+                        .push(("Content-Range", format!("bytes */{len}")));
                     resp.body = HttpBody::Empty;
                     span = (0, 0);
                 }
@@ -943,7 +954,11 @@ async fn timeout<T>(deadline: Instant) -> io::Result<T> {
     Err(io::ErrorKind::TimedOut.into())
 }
 
-async fn read_until(stream: &Async<TcpStream>, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+async fn read_until(
+    stream: &Async<TcpStream>,
+    buf: &mut [u8],
+    deadline: Instant,
+) -> io::Result<usize> {
     let mut s = stream;
     s.read(buf).or(timeout(deadline)).await
 }
@@ -967,7 +982,18 @@ async fn read_more(
 mod tests {
     use super::*;
 
-    fn parse(s: &[u8]) -> Result<Option<(String, String, Option<String>, Vec<(String, String)>, usize, usize, bool)>, HeadError> {
+    /// (method, path, query, headers, head_len, content_length, keep_alive)
+    type Parsed = (
+        String,
+        String,
+        Option<String>,
+        Vec<(String, String)>,
+        usize,
+        usize,
+        bool,
+    );
+
+    fn parse(s: &[u8]) -> Result<Option<Parsed>, HeadError> {
         let mut f = [("", ""); MAX_HEADERS];
         parse_head(s, &mut f).map(|o| {
             o.map(|h| {
@@ -993,7 +1019,10 @@ mod tests {
         let req = b"GET /live/seg12.ts?x=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\
                     Connection: keep-alive\r\nRange:  bytes=0-  \r\nOrigin: http://a\r\n\r\nNEXT";
         let (m, p, q, h, len, cl, ka) = parse(req).unwrap().unwrap();
-        assert_eq!((m.as_str(), p.as_str(), q.as_deref()), ("GET", "/live/seg12.ts", Some("x=1")));
+        assert_eq!(
+            (m.as_str(), p.as_str(), q.as_deref()),
+            ("GET", "/live/seg12.ts", Some("x=1"))
+        );
         assert_eq!(h[2], ("Range".to_string(), "bytes=0-".to_string()));
         assert_eq!(h.len(), 4);
         assert_eq!((len, cl, ka), (req.len() - 4, 0, true));
@@ -1002,11 +1031,17 @@ mod tests {
             assert_eq!(parse(&req[..n]), Ok(None), "prefix {n}");
         }
         // HTTP/1.0 closes unless asked; 1.1 keeps unless asked; bare LF works; body length.
-        let r = parse(b"POST /api HTTP/1.0\nContent-Length: 5\n\nhello").unwrap().unwrap();
+        let r = parse(b"POST /api HTTP/1.0\nContent-Length: 5\n\nhello")
+            .unwrap()
+            .unwrap();
         assert_eq!((r.4, r.5, r.6), (38, 5, false));
-        let r = parse(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap().unwrap();
+        let r = parse(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+            .unwrap()
+            .unwrap();
         assert!(r.6);
-        let r = parse(b"\r\nGET / HTTP/1.1\r\nConnection: x, close\r\n\r\n").unwrap().unwrap();
+        let r = parse(b"\r\nGET / HTTP/1.1\r\nConnection: x, close\r\n\r\n")
+            .unwrap()
+            .unwrap();
         assert!(!r.6);
     }
 
@@ -1021,11 +1056,23 @@ mod tests {
             (b"GET /a#f HTTP/1.1\r\n\r\n", HeadError::Malformed),
             (b"G@T /a HTTP/1.1\r\n\r\n", HeadError::Malformed),
             (b"GET /a HTTP/1.1\r\nHost : x\r\n\r\n", HeadError::Malformed),
-            (b"GET /a HTTP/1.1\r\nA: b\r\n folded\r\n\r\n", HeadError::Malformed),
+            (
+                b"GET /a HTTP/1.1\r\nA: b\r\n folded\r\n\r\n",
+                HeadError::Malformed,
+            ),
             (b"GET /a HTTP/1.1\r\nNoColon\r\n\r\n", HeadError::Malformed),
-            (b"GET /a HTTP/1.1\r\nA: b\x01c\r\n\r\n", HeadError::Malformed),
-            (b"POST /a HTTP/1.1\r\nContent-Length: 1x\r\n\r\n", HeadError::BadContentLength),
-            (b"POST /a HTTP/1.1\r\nContent-Length: -1\r\n\r\n", HeadError::BadContentLength),
+            (
+                b"GET /a HTTP/1.1\r\nA: b\x01c\r\n\r\n",
+                HeadError::Malformed,
+            ),
+            (
+                b"POST /a HTTP/1.1\r\nContent-Length: 1x\r\n\r\n",
+                HeadError::BadContentLength,
+            ),
+            (
+                b"POST /a HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+                HeadError::BadContentLength,
+            ),
             (
                 b"POST /a HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
                 HeadError::BadContentLength,
@@ -1034,7 +1081,10 @@ mod tests {
                 b"POST /a HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
                 HeadError::BadContentLength,
             ),
-            (b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", HeadError::TransferEncoding),
+            (
+                b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                HeadError::TransferEncoding,
+            ),
         ];
         for (req, want) in cases {
             assert_eq!(parse(req), Err(*want), "{}", String::from_utf8_lossy(req));
@@ -1121,7 +1171,14 @@ mod tests {
         ] {
             assert!(!path_is_safe(bad), "{bad}");
         }
-        for good in ["/", "/live/index.m3u8", "/master.m3u8", "/api/streams/", "/a%20b", "/x.y/z..w"] {
+        for good in [
+            "/",
+            "/live/index.m3u8",
+            "/master.m3u8",
+            "/api/streams/",
+            "/a%20b",
+            "/x.y/z..w",
+        ] {
             assert!(path_is_safe(good), "{good}");
         }
     }
@@ -1130,13 +1187,43 @@ mod tests {
     fn ranges() {
         use RangeOutcome::*;
         let len = 1000;
-        assert_eq!(evaluate_range("bytes=0-99", len), Partial { start: 0, end: 100 });
-        assert_eq!(evaluate_range("bytes=900-", len), Partial { start: 900, end: 1000 });
-        assert_eq!(evaluate_range("bytes=900-5000", len), Partial { start: 900, end: 1000 });
-        assert_eq!(evaluate_range("bytes=-100", len), Partial { start: 900, end: 1000 });
-        assert_eq!(evaluate_range("bytes=-5000", len), Partial { start: 0, end: 1000 });
+        assert_eq!(
+            evaluate_range("bytes=0-99", len),
+            Partial { start: 0, end: 100 }
+        );
+        assert_eq!(
+            evaluate_range("bytes=900-", len),
+            Partial {
+                start: 900,
+                end: 1000
+            }
+        );
+        assert_eq!(
+            evaluate_range("bytes=900-5000", len),
+            Partial {
+                start: 900,
+                end: 1000
+            }
+        );
+        assert_eq!(
+            evaluate_range("bytes=-100", len),
+            Partial {
+                start: 900,
+                end: 1000
+            }
+        );
+        assert_eq!(
+            evaluate_range("bytes=-5000", len),
+            Partial {
+                start: 0,
+                end: 1000
+            }
+        );
         assert_eq!(evaluate_range("bytes=1000-", len), Unsatisfiable);
-        assert_eq!(evaluate_range("bytes=99999999999999999999999-", len), Unsatisfiable);
+        assert_eq!(
+            evaluate_range("bytes=99999999999999999999999-", len),
+            Unsatisfiable
+        );
         assert_eq!(evaluate_range("bytes=-0", len), Unsatisfiable);
         assert_eq!(evaluate_range("bytes=5-1", len), Full);
         assert_eq!(evaluate_range("bytes=0-1,5-6", len), Full);

@@ -243,7 +243,7 @@ impl Runtime for LiveRuntime {
                         rtmp_push: pushing,
                     },
                     rtsp_path: format!("/{}", s.name),
-                    hls_path: format!("/hls/{}/index.m3u8", s.name),
+                    hls_path: format!("/{}/index.m3u8", s.name),
                     source_kind: cfg
                         .streams
                         .get(&s.name)
