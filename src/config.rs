@@ -21,6 +21,42 @@ pub struct Config {
     pub media: MediaConfig,
     /// One table per stream; empty in the file means one stream `live` from `testsrc`.
     pub streams: BTreeMap<String, StreamConfig>,
+    /// RTMP/RTMPS push targets (`[[push]]`), in order; the web API addresses them by index.
+    pub push: Vec<PushConfig>,
+    /// Webhook receivers for events (`[[webhooks]]`).
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// One upstream the daemon publishes a stream to.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushConfig {
+    /// `rtmp://host[:port]/app[/key]` or `rtmps://...`.
+    pub url: String,
+    /// Stream key, when not in the URL; never logged or shown in full.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Which local stream to push.
+    #[serde(default = "default_push_stream")]
+    pub stream: String,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+fn default_push_stream() -> String {
+    "live".into()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Where events are POSTed as JSON.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// `http://host[:port]/path` (plain HTTP; put a TLS proxy on the receiver's side if needed).
+    pub url: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -62,6 +98,15 @@ pub struct HttpConfig {
     /// TCP port of the HTTP server (web page, API, HLS).
     pub port: u16,
     pub bind: String,
+    /// The web password as `scrypt$logN$r$p$salt$key`; absent = not set yet (the page asks
+    /// for one, and until then only the set-password screen and `/api/v1/health` answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
+    /// Host names the page and API answer to besides IP addresses, `localhost` and the
+    /// machine's own hostname (DNS-rebinding guard): e.g. `["cam.example.com", "*.home.arpa"]`.
+    pub allowed_hosts: Vec<String>,
+    /// Bearer tokens for machines, stored hashed as `sha256$hex` (create them on the page).
+    pub api_tokens: Vec<String>,
     /// Open connections (HLS viewers, page, API); more are answered 503. Each may hold a
     /// 17 KiB request buffer, counted in the memory plan. 0 = the viewer limit.
     pub max_connections: u32,
@@ -78,6 +123,9 @@ impl Default for HttpConfig {
         HttpConfig {
             port: 8080,
             bind: "0.0.0.0".into(),
+            password_hash: None,
+            allowed_hosts: Vec::new(),
+            api_tokens: Vec::new(),
             max_connections: 0,
             request_timeout_ms: 10_000,
             keepalive_timeout_ms: 15_000,
@@ -301,7 +349,7 @@ impl Config {
     }
 
     /// Cross-field checks that serde cannot express. Returns the dotted key and the problem.
-    fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), (String, String)> {
         let err = |k: &str, m: &str| Err((k.to_string(), m.to_string()));
         if self.rtsp.port == 0 {
             return err("rtsp.port", "must be 1..=65535");
@@ -345,6 +393,58 @@ impl Config {
         if !(576..=9000).contains(&self.rtsp.max_packet_bytes) {
             return err("rtsp.max_packet_bytes", "must be 576..=9000");
         }
+        if let Some(h) = &self.http.password_hash {
+            if !h.starts_with("scrypt$") || h.len() > 256 {
+                return err(
+                    "http.password_hash",
+                    "must be scrypt$logN$r$p$salt$key (set it on the web page)",
+                );
+            }
+        }
+        if self.http.allowed_hosts.len() > 32 {
+            return err("http.allowed_hosts", "at most 32 entries");
+        }
+        for h in &self.http.allowed_hosts {
+            if !crate::web::auth::valid_host_pattern(h) {
+                return err(
+                    "http.allowed_hosts",
+                    "entries are host names, *.domain or addresses, without a port",
+                );
+            }
+        }
+        if self.http.api_tokens.len() > 32 {
+            return err("http.api_tokens", "at most 32 tokens");
+        }
+        if !self
+            .http
+            .api_tokens
+            .iter()
+            .all(|t| crate::web::auth::is_valid_token_hash(t))
+        {
+            return err(
+                "http.api_tokens",
+                "entries are sha256$<64 hex> (create tokens on the web page)",
+            );
+        }
+        if self.push.len() > 16 {
+            return err("push", "at most 16 push targets");
+        }
+        for (i, p) in self.push.iter().enumerate() {
+            if let Err((f, m)) = validate_push(p, &self.streams) {
+                return Err((format!("push.{i}.{f}"), m.into()));
+            }
+        }
+        if self.webhooks.len() > 8 {
+            return err("webhooks", "at most 8 webhooks");
+        }
+        for (i, w) in self.webhooks.iter().enumerate() {
+            if crate::web::events::parse_http_url(&w.url).is_none() {
+                return Err((
+                    format!("webhooks.{i}.url"),
+                    "expected http://host[:port]/path".into(),
+                ));
+            }
+        }
         for (name, s) in &self.streams {
             let k = |f: &str| format!("streams.{name}.{f}");
             if name.is_empty()
@@ -379,6 +479,39 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Checks one push target; returns the field and the problem.
+pub fn validate_push(
+    p: &PushConfig,
+    streams: &BTreeMap<String, StreamConfig>,
+) -> Result<(), (&'static str, &'static str)> {
+    let rest = p
+        .url
+        .strip_prefix("rtmp://")
+        .or_else(|| p.url.strip_prefix("rtmps://"));
+    match rest {
+        _ if p.url.len() > 512 => return Err(("url", "at most 512 characters")),
+        None => return Err(("url", "must start with rtmp:// or rtmps://")),
+        Some(r) => {
+            let (host, path) = r.split_once('/').unwrap_or((r, ""));
+            if host.is_empty() || path.is_empty() {
+                return Err(("url", "expected rtmp://host[:port]/app[/key]"));
+            }
+            if p.url.bytes().any(|b| b <= b' ' || b == 0x7f) {
+                return Err(("url", "no spaces or control characters"));
+            }
+        }
+    }
+    if let Some(k) = &p.key {
+        if k.is_empty() || k.len() > 256 || k.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err(("key", "1-256 characters, no spaces or control characters"));
+        }
+    }
+    if !streams.contains_key(&p.stream) {
+        return Err(("stream", "no such stream"));
+    }
+    Ok(())
 }
 
 fn validate_source(s: &SourceConfig, key: &str, audio: bool) -> Result<(), (String, String)> {

@@ -5,7 +5,7 @@
 //! ("media memory: N MiB") is the plan's, and the plan is all the media memory there is.
 
 use crate::config::{Config, SourceKind, StreamConfig};
-use crate::ingest::source::{self, Epoch};
+use crate::ingest::source::Epoch;
 use crate::media::budget::{MemoryPlan, StreamPlan, HLS_SEGMENT_ENTRY_BYTES};
 use crate::media::fanout::{lock, FrameCursor, SharedHub, StreamHub};
 use crate::media::ring::MediaRing;
@@ -32,6 +32,10 @@ pub struct Bound {
 pub struct BoardLimits {
     pub memory_mib: Option<u32>,
     pub max_viewers: Option<u32>,
+    /// The config file the web page saves to (None: built-in defaults, changes not saved).
+    pub config_path: Option<std::path::PathBuf>,
+    /// The board's encoder command (re-applied when the web page's config is validated).
+    pub encoder_command: Option<Vec<String>>,
 }
 
 /// Runs the daemon on the current thread until it fails. `on_bound` is told the addresses
@@ -71,15 +75,6 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
         .map_err(|e| format!("HTTP port {}:{}: {e}", cfg.http.bind, cfg.http.port))?;
     let http_addr = http_listener.local_addr().map_err(|e| e.to_string())?;
     let http_listener = Async::new(http_listener).map_err(|e| e.to_string())?;
-    let http_server = HttpServer::new(
-        HttpLimits {
-            max_connections: plan.http_connections as usize,
-            request_timeout_ms: cfg.http.request_timeout_ms.into(),
-            keepalive_timeout_ms: cfg.http.keepalive_timeout_ms.into(),
-            send_timeout_ms: cfg.http.send_timeout_ms.into(),
-        },
-        http_handlers,
-    );
     let listener = TcpListener::bind((cfg.rtsp.bind.as_str(), cfg.rtsp.port))
         .map_err(|e| format!("RTSP port {}:{}: {e}", cfg.rtsp.bind, cfg.rtsp.port))?;
     let rtsp_addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -92,24 +87,56 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
         rtsp_udp: server.udp_ports(),
         http: http_addr,
     });
+    // The web page and API (crate::web): sources are started through it so a source change
+    // from the page restarts only that stream's task.
+    let web_rt = Rc::new(crate::web::live::LiveRuntime::new(
+        &plan,
+        starts
+            .iter()
+            .map(|(sp, _, h)| (sp.clone(), h.clone()))
+            .collect(),
+        server.clone(),
+        epoch,
+        (rtsp_addr.port(), http_addr.port()),
+    ));
+    let web = Rc::new(crate::web::api::WebApi::new(
+        cfg.clone(),
+        web_rt.clone(),
+        crate::web::live::SystemClock(epoch),
+        crate::web::api::WebOptions {
+            config_path: board.config_path.clone(),
+            board_encoder: board.encoder_command.clone(),
+            own_names: crate::web::live::own_names(),
+            random: Box::new(crate::web::live::os_random),
+            scrypt_log_n: crate::web::auth::SCRYPT_LOG_N,
+        },
+    ));
+    http_handlers.push(web.clone());
+    let http_server = HttpServer::new(
+        HttpLimits {
+            max_connections: plan.http_connections as usize,
+            request_timeout_ms: cfg.http.request_timeout_ms.into(),
+            keepalive_timeout_ms: cfg.http.keepalive_timeout_ms.into(),
+            send_timeout_ms: cfg.http.send_timeout_ms.into(),
+        },
+        http_handlers,
+    );
     // Media runs on one plain thread per input (see ingest::source); the async runtime below
-    // only carries the control plane.
-    for (sp, scfg, hub) in starts {
-        let audio = scfg.audio.clone();
-        if scfg.source.kind == SourceKind::Testsrc && audio.is_some() {
+    // only carries the control plane. Inputs are started through the web runtime, which keeps
+    // their stop flags, so a source change from the page restarts only that stream's input.
+    for (sp, scfg, _hub) in &starts {
+        if scfg.source.kind == SourceKind::Testsrc && scfg.audio.is_some() {
             log::warn!(
                 "[{}] testsrc makes its own audio; the audio input is ignored",
                 sp.name
             );
         }
-        source::spawn_video(scfg.source.clone(), sp.clone(), hub.clone(), epoch)
-            .map_err(|e| format!("[{}] cannot start the video input thread: {e}", sp.name))?;
-        if let (Some(a), false) = (audio, scfg.source.kind == SourceKind::Testsrc) {
-            source::spawn_audio(a, hub, epoch)
-                .map_err(|e| format!("[{}] cannot start the audio input thread: {e}", sp.name))?;
+        if !web_rt.start_sources(&sp.name, &cfg) {
+            return Err(format!("[{}] cannot start the input threads", sp.name));
         }
     }
     net::block_on(async move {
+        net::spawn(crate::web::live::background(web)).detach();
         let hubs: Vec<_> = hubs_for_watchdog;
         net::spawn(systemd_watchdog(hubs, epoch)).detach();
         net::spawn(http_server.serve(http_listener)).detach();

@@ -22,6 +22,8 @@ use crate::media::budget::{StreamPlan, INGEST_READ_BUFFER_BYTES};
 use crate::media::fanout::{lock, SharedHub};
 use crate::media::{h264, AudioParams, Codec, FrameMeta, Track, VideoParams, VIDEO_CLOCK_HZ};
 use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The daemon's clock origin: every pts and `now_ms` counts from here, plus
@@ -455,6 +457,56 @@ pub fn spawn_video(
         .spawn(move || run_video(cfg, plan, hub, epoch))
 }
 
+thread_local! {
+    /// This ingest thread's stop flag (set by [`spawn_video_stoppable`]/[`spawn_audio_stoppable`]).
+    static STOP: std::cell::RefCell<Option<Arc<AtomicBool>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// True when this ingest thread was told to stop (its stream's source was replaced from the
+/// web page). Checked after every read and before every restart, so a stopped thread
+/// publishes nothing more and drops its encoder (`ChildGuard` kills it); a read that blocks
+/// forever (a silent UDP or TCP peer) keeps the old thread parked until data or an error.
+fn stopped() -> bool {
+    STOP.with(|s| {
+        s.borrow()
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+    })
+}
+
+/// [`spawn_video`] with a stop flag: setting it ends the thread (see `stopped`).
+pub fn spawn_video_stoppable(
+    cfg: SourceConfig,
+    plan: StreamPlan,
+    hub: SharedHub,
+    epoch: Epoch,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let name = lock(&hub).name.clone();
+    std::thread::Builder::new()
+        .name(format!("ingest-{name}"))
+        .spawn(move || {
+            STOP.with(|s| *s.borrow_mut() = Some(stop));
+            run_video(cfg, plan, hub, epoch)
+        })
+}
+
+/// [`spawn_audio`] with a stop flag.
+pub fn spawn_audio_stoppable(
+    cfg: SourceConfig,
+    hub: SharedHub,
+    epoch: Epoch,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let name = lock(&hub).name.clone();
+    std::thread::Builder::new()
+        .name(format!("ingest-{name}-audio"))
+        .spawn(move || {
+            STOP.with(|s| *s.borrow_mut() = Some(stop));
+            run_audio(cfg, hub, epoch)
+        })
+}
+
 /// Starts a stream's separate audio input on its own thread.
 pub fn spawn_audio(
     cfg: SourceConfig,
@@ -495,6 +547,9 @@ fn run_video(cfg: SourceConfig, plan: StreamPlan, hub: SharedHub, epoch: Epoch) 
             SourceKind::File => run_file_video(&cfg, &mut pipe, &mut buf, &hub, epoch),
             SourceKind::Testsrc => unreachable!("handled above"),
         };
+        if stopped() {
+            return;
+        }
         pipe.source_restarted();
         lock(&hub).source_restarted();
         let delay = backoff.next_delay(started.elapsed());
@@ -510,6 +565,9 @@ fn run_video(cfg: SourceConfig, plan: StreamPlan, hub: SharedHub, epoch: Epoch) 
             ),
         }
         std::thread::sleep(delay);
+        if stopped() {
+            return;
+        }
     }
 }
 
@@ -531,6 +589,9 @@ fn run_mpegts(cfg: SourceConfig, plan: StreamPlan, hub: SharedHub, epoch: Epoch)
             }
             SourceKind::Testsrc => return,
         };
+        if stopped() {
+            return;
+        }
         let delay = backoff.next_delay(started.elapsed());
         match result {
             Ok(()) => log::warn!(
@@ -543,6 +604,9 @@ fn run_mpegts(cfg: SourceConfig, plan: StreamPlan, hub: SharedHub, epoch: Epoch)
             ),
         }
         std::thread::sleep(delay);
+        if stopped() {
+            return;
+        }
     }
 }
 
@@ -570,6 +634,9 @@ fn run_audio(cfg: SourceConfig, hub: SharedHub, epoch: Epoch) {
             SourceKind::File => run_file_audio(&cfg, &mut pipe, &mut buf, &hub, epoch),
             SourceKind::Testsrc => return,
         };
+        if stopped() {
+            return;
+        }
         let delay = backoff.next_delay(started.elapsed());
         match result {
             Ok(()) => log::warn!(
@@ -582,6 +649,9 @@ fn run_audio(cfg: SourceConfig, hub: SharedHub, epoch: Epoch) {
             ),
         }
         std::thread::sleep(delay);
+        if stopped() {
+            return;
+        }
     }
 }
 
@@ -657,6 +727,9 @@ fn read_exec(
         if n == 0 {
             break;
         }
+        if stopped() {
+            return Ok(());
+        }
         feed(&buf[..n], write_ended(n, buf.len()));
     }
     let status = child.0.wait().map_err(|e| e.to_string())?;
@@ -675,6 +748,9 @@ fn read_stdin(buf: &mut [u8], feed: &mut Feed<'_>) -> Result<(), String> {
             // A closed stdin won't come back: wait a little less eagerly than a crash loop.
             std::thread::sleep(Duration::from_secs(1));
             return Err("stdin closed".into());
+        }
+        if stopped() {
+            return Ok(());
         }
         feed(&buf[..n], write_ended(n, buf.len()));
     }
@@ -715,6 +791,9 @@ fn read_tcp(
         if n == 0 {
             return Err(format!("{addr} closed the connection"));
         }
+        if stopped() {
+            return Ok(());
+        }
         feed(&buf[..n], false);
     }
 }
@@ -724,6 +803,9 @@ fn read_udp(cfg: &SourceConfig, buf: &mut [u8], feed: &mut Feed<'_>) -> Result<(
     let s = std::net::UdpSocket::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
     loop {
         let n = s.recv(buf).map_err(|e| format!("{addr}: {e}"))?;
+        if stopped() {
+            return Ok(());
+        }
         feed(&buf[..n], false);
     }
 }
@@ -768,6 +850,9 @@ fn run_file_video(
                 slot += 1;
                 t
             };
+            if stopped() {
+                return Ok(());
+            }
             pipe.feed(&buf[..n], false, hub, &mut arrival, epoch.now_ms());
             sleep_until(start + frame.mul_f64((pipe.published - base) as f64));
         }
@@ -816,6 +901,9 @@ fn run_file_audio(
                 slot += 1;
                 t
             };
+            if stopped() {
+                return Ok(());
+            }
             pipe.feed(&buf[..n], hub, epoch, &mut arrival, epoch.now_ms());
             sleep_until(start + per_frame.mul_f64((pipe.published - base) as f64));
         }
@@ -869,6 +957,9 @@ fn run_testsrc(cfg: SourceConfig, plan: StreamPlan, hub: &SharedHub, epoch: Epoc
         let adue = start + aframe.mul_f64(an as f64);
         let video_next = tone.is_none() || vdue <= adue;
         sleep_until(if video_next { vdue } else { adue });
+        if stopped() {
+            return;
+        }
         if video_next {
             match pattern.next_frame(&mut vbuf) {
                 Ok((len, _key)) => {
