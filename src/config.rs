@@ -20,6 +20,72 @@ pub struct Config {
     pub media: MediaConfig,
     /// One table per stream; empty in the file means one stream `live` from `testsrc`.
     pub streams: BTreeMap<String, StreamConfig>,
+    /// RTMP/RTMPS push targets (`[[push]]`), each with its own connection and backoff.
+    pub push: Vec<PushConfig>,
+}
+
+/// One upstream RTMP(S) origin a stream is published to (`[[push]]`).
+#[derive(Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushConfig {
+    /// `rtmp://host[:port]/app[/key]` or `rtmps://...` (default ports 1935 / 443).
+    pub url: String,
+    /// The stream key; absent = the last path segment of `url`. Never logged in full.
+    pub key: Option<String>,
+    /// Which local stream (a `[streams.NAME]` table) to publish.
+    pub stream: String,
+    /// false = configured but not started (state `idle`).
+    pub enabled: bool,
+    /// rtmps: extra trusted CA certificates (PEM), added to the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Cap of the reconnect delay, which doubles per failed attempt (full jitter) up to this.
+    pub backoff_max_ms: u32,
+    /// Outgoing media queue of this target in KiB (part of the media memory plan); when the
+    /// uplink is slower than the stream, whole GOPs are dropped instead of growing latency.
+    /// 0 = 2 s at the stream's max_bitrate_kbps (at least 256 KiB).
+    pub queue_kib: u32,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            url: String::new(),
+            key: None,
+            stream: "live".into(),
+            enabled: true,
+            ca_file: None,
+            backoff_max_ms: 30_000,
+            queue_kib: 0,
+        }
+    }
+}
+
+/// Debug without the stream key (in `key` or in the URL path).
+impl fmt::Debug for PushConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = crate::proto::rtmp::RtmpUrl::parse_with_key(&self.url, self.key.as_deref())
+            .map(|u| u.redacted().to_string())
+            .unwrap_or_else(|_| "<invalid url>".into());
+        f.debug_struct("PushConfig")
+            .field("url", &url)
+            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .field("stream", &self.stream)
+            .field("enabled", &self.enabled)
+            .field("ca_file", &self.ca_file)
+            .field("backoff_max_ms", &self.backoff_max_ms)
+            .field("queue_kib", &self.queue_kib)
+            .finish()
+    }
+}
+
+impl PushConfig {
+    /// Bytes of this target's media queue for a stream of `max_bitrate_kbps`.
+    pub fn queue_bytes(&self, max_bitrate_kbps: u32) -> usize {
+        match self.queue_kib {
+            0 => ((2 * max_bitrate_kbps as usize * 1000) / 8).max(256 * 1024),
+            k => k as usize * 1024,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -293,6 +359,9 @@ impl Config {
         if !(576..=9000).contains(&self.rtsp.max_packet_bytes) {
             return err("rtsp.max_packet_bytes", "must be 576..=9000");
         }
+        for (i, p) in self.push.iter().enumerate() {
+            validate_push(p, i, self)?;
+        }
         for (name, s) in &self.streams {
             let k = |f: &str| format!("streams.{name}.{f}");
             if name.is_empty()
@@ -327,6 +396,45 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `[[push]]` entry `i`. Errors name the entry by index (`push[0].url`) and never echo the key.
+fn validate_push(p: &PushConfig, i: usize, cfg: &Config) -> Result<(), (String, String)> {
+    let e = |f: &str, m: String| Err((format!("push[{i}].{f}"), m));
+    let lower = p.url.to_ascii_lowercase();
+    if !(lower.starts_with("rtmp://") || lower.starts_with("rtmps://")) {
+        return e(
+            "url",
+            "must start with rtmp:// or rtmps:// (e.g. \"rtmp://origin.example/live\")".into(),
+        );
+    }
+    if p.key.as_deref() == Some("") {
+        return e("key", "is empty: remove it to take the key from the URL path".into());
+    }
+    let url = match crate::proto::rtmp::RtmpUrl::parse_with_key(&p.url, p.key.as_deref()) {
+        Ok(u) => u,
+        Err(err) => return e("url", format!("{err} (expected rtmp[s]://host[:port]/app/KEY or key = \"...\")")),
+    };
+    if url.key.is_empty() {
+        return e("key", "no stream key: add it to the URL path or set key = \"...\"".into());
+    }
+    if !cfg.streams.contains_key(&p.stream) {
+        let known: Vec<&str> = cfg.streams.keys().map(|s| s.as_str()).collect();
+        return e(
+            "stream",
+            format!("no stream \"{}\" (streams: {})", p.stream, known.join(", ")),
+        );
+    }
+    if p.ca_file.is_some() && !url.tls {
+        return e("ca_file", "only applies to rtmps:// URLs".into());
+    }
+    if !(1000..=600_000).contains(&p.backoff_max_ms) {
+        return e("backoff_max_ms", "must be 1000..=600000".into());
+    }
+    if p.queue_kib != 0 && !(64..=65_536).contains(&p.queue_kib) {
+        return e("queue_kib", "must be 0 (auto) or 64..=65536".into());
+    }
+    Ok(())
 }
 
 fn validate_source(s: &SourceConfig, key: &str, audio: bool) -> Result<(), (String, String)> {
@@ -555,6 +663,97 @@ shell = "arecord -f S16_LE | faac -o - -"
         let cmd = vec!["rpicam-vid".to_string(), "-o".into(), "-".into()];
         let c = Config::parse_with_encoder(t, "x", Some(&cmd)).unwrap();
         assert_eq!(c.streams["live"].source.command, cmd);
+    }
+
+    #[test]
+    fn push_entries_parse_with_defaults() {
+        let t = r#"
+[[push]]
+url = "rtmp://origin.example/live/abcdef123"
+[[push]]
+url = "rtmps://a.example:4443/app"
+key = "secret-key"
+enabled = false
+backoff_max_ms = 5000
+queue_kib = 512
+ca_file = "/etc/rillcast/ca.pem"
+"#;
+        let c = Config::parse(t, "x").unwrap();
+        assert_eq!(c.push.len(), 2);
+        assert_eq!(c.push[0].stream, "live");
+        assert!(c.push[0].enabled);
+        assert_eq!(c.push[0].backoff_max_ms, 30_000);
+        // 0 = 2 s at 4000 kbit/s = 1 MB.
+        assert_eq!(c.push[0].queue_bytes(4000), 1_000_000);
+        assert_eq!(c.push[0].queue_bytes(500), 256 * 1024);
+        assert_eq!(c.push[1].queue_bytes(4000), 512 * 1024);
+        assert!(!c.push[1].enabled);
+        let dbg = format!("{:?}", c.push[1]);
+        assert!(!dbg.contains("secret-key"), "{dbg}");
+        assert!(dbg.contains("se…"), "{dbg}");
+        let dbg = format!("{:?}", c.push[0]);
+        assert!(!dbg.contains("abcdef123"), "{dbg}");
+    }
+
+    #[test]
+    fn push_errors_name_entry_and_hide_key() {
+        for (t, key, hint) in [
+            ("[[push]]
+url = \"http://x/live/k\"
+", "push[0].url", "rtmp://"),
+            ("[[push]]
+url = \"rtmp://x/live\"
+", "push[0].key", "no stream key"),
+            ("[[push]]
+url = \"rtmp:///live/k\"
+", "push[0].url", "empty host"),
+            (
+                "[[push]]
+url = \"rtmp://x/live/k\"
+stream = \"cam\"
+",
+                "push[0].stream",
+                "streams: live",
+            ),
+            (
+                "[[push]]
+url = \"rtmp://x/live/k\"
+ca_file = \"/a.pem\"
+",
+                "push[0].ca_file",
+                "rtmps",
+            ),
+            (
+                "[[push]]
+url = \"rtmp://x/live/k\"
+backoff_max_ms = 10
+",
+                "push[0].backoff_max_ms",
+                "1000",
+            ),
+            (
+                "[[push]]
+url = \"rtmp://x/live/k\"
+[[push]]
+url = \"rtmp://x/live/k\"
+queue_kib = 1
+",
+                "push[1].queue_kib",
+                "64",
+            ),
+            ("[[push]]
+url = \"rtmp://x/live\"
+key = \"\"
+", "push[0].key", "empty"),
+        ] {
+            let e = Config::parse(t, "x").unwrap_err();
+            assert!(e.message.starts_with(key), "{t:?} -> {e}");
+            assert!(e.message.contains(hint), "{t:?} -> {e}");
+        }
+        let e = Config::parse("[[push]]
+url = \"rtmp://h:0/live/topsecret\"
+", "x").unwrap_err();
+        assert!(!e.message.contains("topsecret"), "{e}");
     }
 
     #[test]
