@@ -119,7 +119,11 @@ pub fn main() -> i32 {
         return 0;
     }
     if args.check {
-        return match crate::media::budget::MemoryPlan::new(&cfg, limits.memory_mib, limits.max_viewers) {
+        return match crate::media::budget::MemoryPlan::new(
+            &cfg,
+            limits.memory_mib,
+            limits.max_viewers,
+        ) {
             Ok(p) => {
                 println!("{file}: ok");
                 println!("{}", p.summary());

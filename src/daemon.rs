@@ -72,9 +72,18 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
         for (sp, scfg, hub) in starts {
             let audio = scfg.audio.clone();
             if scfg.source.kind == SourceKind::Testsrc && audio.is_some() {
-                log::warn!("[{}] testsrc makes its own audio; the audio input is ignored", sp.name);
+                log::warn!(
+                    "[{}] testsrc makes its own audio; the audio input is ignored",
+                    sp.name
+                );
             }
-            net::spawn(source::run_video(scfg.source.clone(), sp, hub.clone(), epoch)).detach();
+            net::spawn(source::run_video(
+                scfg.source.clone(),
+                sp,
+                hub.clone(),
+                epoch,
+            ))
+            .detach();
             if let (Some(a), false) = (audio, scfg.source.kind == SourceKind::Testsrc) {
                 net::spawn(source::run_audio(a, hub, epoch)).detach();
             }

@@ -18,10 +18,25 @@ gop_frames = 30
 fn ffmpeg_decode(url: &str, transport: &str, secs: u32, extra: &[&str]) -> (u64, String) {
     require_tool("ffmpeg");
     let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-hide_banner", "-nostdin", "-v", "warning", "-rtsp_transport", transport])
-        .args(["-i", url])
-        .args(extra)
-        .args(["-t", &secs.to_string(), "-f", "null", "-", "-progress", "pipe:1"]);
+    cmd.args([
+        "-hide_banner",
+        "-nostdin",
+        "-v",
+        "warning",
+        "-rtsp_transport",
+        transport,
+    ])
+    .args(["-i", url])
+    .args(extra)
+    .args([
+        "-t",
+        &secs.to_string(),
+        "-f",
+        "null",
+        "-",
+        "-progress",
+        "pipe:1",
+    ]);
     let (ok, out, err) = run_bounded(&mut cmd, Duration::from_secs(secs as u64 + 30));
     assert!(ok, "ffmpeg failed on {url} ({transport}): {err}");
     let frames = out
@@ -35,11 +50,12 @@ fn ffmpeg_decode(url: &str, transport: &str, secs: u32, extra: &[&str]) -> (u64,
 
 fn assert_clean(stderr: &str, what: &str) {
     // -v warning: any decoder error or timestamp complaint shows up here.
-    let bad: Vec<&str> = stderr
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .collect();
-    assert!(bad.is_empty(), "{what}: ffmpeg complained:\n{}", bad.join("\n"));
+    let bad: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(
+        bad.is_empty(),
+        "{what}: ffmpeg complained:\n{}",
+        bad.join("\n")
+    );
 }
 
 #[test]
@@ -60,7 +76,11 @@ fn ffmpeg_decodes_testsrc_over_tcp_and_udp_with_audio() {
     let (ok, out, err) = run_bounded(
         Command::new("ffprobe")
             .args(["-v", "error", "-rtsp_transport", "tcp", "-show_entries"])
-            .args(["stream=codec_name,width,height,sample_rate,channels", "-of", "csv=p=0"])
+            .args([
+                "stream=codec_name,width,height,sample_rate,channels",
+                "-of",
+                "csv=p=0",
+            ])
             .arg(d.url("live")),
         Duration::from_secs(20),
     );
@@ -78,8 +98,22 @@ fn ffmpeg_decodes_h265_file_source_with_aac() {
     let audio = dir.join("a.aac");
     let (ok, _, err) = run_bounded(
         Command::new("ffmpeg")
-            .args(["-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
-            .args(["-t", "4", "-c:v", "libx265", "-x265-params", "bframes=0:keyint=25:log-level=error"])
+            .args([
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=320x240:rate=25",
+            ])
+            .args([
+                "-t",
+                "4",
+                "-c:v",
+                "libx265",
+                "-x265-params",
+                "bframes=0:keyint=25:log-level=error",
+            ])
             .args(["-f", "hevc"])
             .arg(&video),
         Duration::from_secs(60),
@@ -87,7 +121,14 @@ fn ffmpeg_decodes_h265_file_source_with_aac() {
     assert!(ok, "making the H.265 file: {err}");
     let (ok, _, err) = run_bounded(
         Command::new("ffmpeg")
-            .args(["-v", "error", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+            .args([
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:sample_rate=44100",
+            ])
             .args(["-t", "4", "-c:a", "aac", "-f", "adts"])
             .arg(&audio),
         Duration::from_secs(60),
@@ -105,12 +146,19 @@ fn ffmpeg_decodes_h265_file_source_with_aac() {
     for transport in ["tcp", "udp"] {
         let (frames, err) = ffmpeg_decode(&d.url("cam"), transport, 6, &["-map", "0"]);
         assert_clean(&err, transport);
-        assert!((147..=153).contains(&frames), "{transport}: {frames} frames for 6 s at 25 fps");
+        assert!(
+            (147..=153).contains(&frames),
+            "{transport}: {frames} frames for 6 s at 25 fps"
+        );
     }
     let (ok, out, err) = run_bounded(
         Command::new("ffprobe")
             .args(["-v", "error", "-rtsp_transport", "tcp", "-show_entries"])
-            .args(["stream=codec_name,width,height,sample_rate", "-of", "csv=p=0"])
+            .args([
+                "stream=codec_name,width,height,sample_rate",
+                "-of",
+                "csv=p=0",
+            ])
             .arg(d.url("cam")),
         Duration::from_secs(20),
     );
@@ -132,7 +180,9 @@ fn gstreamer_plays_over_udp_and_tcp() {
             d.url("live")
         );
         let (ok, out, err) = run_bounded(
-            Command::new("gst-launch-1.0").arg("-q").args(pipeline.split_whitespace()),
+            Command::new("gst-launch-1.0")
+                .arg("-q")
+                .args(pipeline.split_whitespace()),
             Duration::from_secs(30),
         );
         assert!(ok, "gstreamer over {protocols}: {out}\n{err}");
@@ -150,45 +200,56 @@ fn fifty_viewers_get_every_packet() {
     let mut handles = Vec::new();
     for i in 0..50 {
         let url = url.clone();
-        handles.push(std::thread::spawn(move || -> Result<(usize, usize), String> {
-            let mut c = RtspClient::connect(port).map_err(|e| e.to_string())?;
-            let end = Instant::now() + Duration::from_secs(10);
-            let mut seqs: [Vec<u16>; 2] = [Vec::new(), Vec::new()];
-            if i % 2 == 0 {
-                c.play_tcp(&url).map_err(|e| e.to_string())?;
-                while Instant::now() < end {
-                    let p = c.read_interleaved().map_err(|e| format!("viewer {i}: {e}"))?;
-                    if p.channel % 2 == 0 {
-                        seqs[(p.channel / 2) as usize].push(p.seq());
+        handles.push(std::thread::spawn(
+            move || -> Result<(usize, usize), String> {
+                let mut c = RtspClient::connect(port).map_err(|e| e.to_string())?;
+                let end = Instant::now() + Duration::from_secs(10);
+                let mut seqs: [Vec<u16>; 2] = [Vec::new(), Vec::new()];
+                if i % 2 == 0 {
+                    c.play_tcp(&url).map_err(|e| e.to_string())?;
+                    while Instant::now() < end {
+                        let p = c
+                            .read_interleaved()
+                            .map_err(|e| format!("viewer {i}: {e}"))?;
+                        if p.channel % 2 == 0 {
+                            seqs[(p.channel / 2) as usize].push(p.seq());
+                        }
                     }
-                }
-            } else {
-                let socks = c.play_udp(&url).map_err(|e| e.to_string())?;
-                let mut buf = [0u8; 2048];
-                for s in &socks {
-                    s.0.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
-                }
-                while Instant::now() < end {
-                    for (t, s) in socks.iter().enumerate() {
-                        while let Ok(n) = s.0.recv(&mut buf) {
-                            if n >= 12 {
-                                seqs[t].push(u16::from_be_bytes([buf[2], buf[3]]));
+                } else {
+                    let socks = c.play_udp(&url).map_err(|e| e.to_string())?;
+                    let mut buf = [0u8; 2048];
+                    for s in &socks {
+                        s.0.set_read_timeout(Some(Duration::from_millis(20)))
+                            .unwrap();
+                    }
+                    while Instant::now() < end {
+                        for (t, s) in socks.iter().enumerate() {
+                            while let Ok(n) = s.0.recv(&mut buf) {
+                                if n >= 12 {
+                                    seqs[t].push(u16::from_be_bytes([buf[2], buf[3]]));
+                                }
                             }
                         }
                     }
                 }
-            }
-            let gaps = seq_gaps(&seqs[0]) + seq_gaps(&seqs[1]);
-            if gaps > 0 {
-                return Err(format!("viewer {i} ({}): {gaps} gaps", if i % 2 == 0 { "tcp" } else { "udp" }));
-            }
-            Ok((seqs[0].len(), seqs[1].len()))
-        }));
+                let gaps = seq_gaps(&seqs[0]) + seq_gaps(&seqs[1]);
+                if gaps > 0 {
+                    return Err(format!(
+                        "viewer {i} ({}): {gaps} gaps",
+                        if i % 2 == 0 { "tcp" } else { "udp" }
+                    ));
+                }
+                Ok((seqs[0].len(), seqs[1].len()))
+            },
+        ));
     }
     for h in handles {
         let (v, a) = h.join().unwrap().unwrap();
         // 10 s at 30 fps is ≥ 300 video packets; 48 kHz / 1024 ≈ 47 audio frames per second.
-        assert!(v >= 300 && a >= 400, "too few packets: video {v}, audio {a}");
+        assert!(
+            v >= 300 && a >= 400,
+            "too few packets: video {v}, audio {a}"
+        );
     }
     assert!(d.log().contains("viewer"), "log mentions viewers");
 }
@@ -197,7 +258,10 @@ fn fifty_viewers_get_every_packet() {
 #[test]
 fn stalled_tcp_viewer_does_not_disturb_another() {
     let cfg = format!("{TESTSRC_SMALL}\n");
-    let d = Daemon::start("stall", &cfg.replace("[streams.live.source]", "[streams.live.source]"));
+    let d = Daemon::start(
+        "stall",
+        &cfg.replace("[streams.live.source]", "[streams.live.source]"),
+    );
     d.wait_live("live", Duration::from_secs(10));
     // The stalled one: play, then never read again (small receive buffer fills fast).
     let mut stalled = RtspClient::connect(d.rtsp_port).unwrap();
@@ -238,7 +302,12 @@ fn mid_gop_join_starts_with_parameter_sets_and_keyframe() {
         };
         let elapsed = t0.elapsed();
         let pl = first.payload();
-        assert_eq!(pl[0] & 0x1f, 24, "first video packet is a STAP-A, got type {}", pl[0] & 0x1f);
+        assert_eq!(
+            pl[0] & 0x1f,
+            24,
+            "first video packet is a STAP-A, got type {}",
+            pl[0] & 0x1f
+        );
         let mut types = Vec::new();
         let mut i = 1;
         while i + 2 <= pl.len() {
@@ -256,7 +325,10 @@ fn mid_gop_join_starts_with_parameter_sets_and_keyframe() {
         } else {
             assert_eq!(types[2], 5);
         }
-        assert!(elapsed < Duration::from_secs(2), "first packet took {elapsed:?}");
+        assert!(
+            elapsed < Duration::from_secs(2),
+            "first packet took {elapsed:?}"
+        );
         c.close();
     }
 }
@@ -275,18 +347,30 @@ fn bad_requests_get_4xx_and_neighbours_carry_on() {
     assert_eq!(c.request("DESCRIBE", &d.url("nope"), &[]).unwrap().0, 404);
     // Bad transport.
     assert_eq!(
-        c.request("SETUP", &format!("{url}/trackID=0"), &[("Transport", "RTP/SAVP;multicast")])
-            .unwrap()
-            .0,
+        c.request(
+            "SETUP",
+            &format!("{url}/trackID=0"),
+            &[("Transport", "RTP/SAVP;multicast")]
+        )
+        .unwrap()
+        .0,
         461
     );
     // PLAY before SETUP.
     assert_eq!(c.request("PLAY", &url, &[]).unwrap().0, 455);
     // SETUP of one track twice.
     let tr = [("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")];
-    assert_eq!(c.request("SETUP", &format!("{url}/trackID=0"), &tr).unwrap().0, 200);
+    assert_eq!(
+        c.request("SETUP", &format!("{url}/trackID=0"), &tr)
+            .unwrap()
+            .0,
+        200
+    );
     let tr2 = [("Transport", "RTP/AVP/TCP;unicast;interleaved=2-3")];
-    let st = c.request("SETUP", &format!("{url}/trackID=0"), &tr2).unwrap().0;
+    let st = c
+        .request("SETUP", &format!("{url}/trackID=0"), &tr2)
+        .unwrap()
+        .0;
     assert!(st == 455 || st == 459, "second SETUP of a track: {st}");
     // A session id used from another connection.
     let sid = c.session.clone().unwrap();
@@ -306,7 +390,10 @@ fn bad_requests_get_4xx_and_neighbours_carry_on() {
     let mut resp = Vec::new();
     let _ = big.read_to_end(&mut resp);
     let resp = String::from_utf8_lossy(&resp);
-    assert!(resp.starts_with("RTSP/1.0 4"), "oversized request answered with {resp:?}");
+    assert!(
+        resp.starts_with("RTSP/1.0 4"),
+        "oversized request answered with {resp:?}"
+    );
 
     // Random garbage from many connections.
     let mut x = rand_u64() | 1;
@@ -363,9 +450,18 @@ command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i
     };
     assert!(read_for(&mut c, Duration::from_secs(2)) > 20);
     // Kill the encoder (the daemon's child).
-    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", d.pid())).unwrap();
-    let pid = children.split_whitespace().next().expect("encoder child").to_string();
-    assert!(Command::new("kill").args(["-9", &pid]).status().unwrap().success());
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", d.pid())).unwrap();
+    let pid = children
+        .split_whitespace()
+        .next()
+        .expect("encoder child")
+        .to_string();
+    assert!(Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .unwrap()
+        .success());
     std::thread::sleep(Duration::from_millis(100));
     // Frames again within a few seconds, on the same session.
     let n = read_for(&mut c, Duration::from_secs(6));

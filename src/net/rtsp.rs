@@ -161,7 +161,10 @@ impl RtspServer {
             };
             if open.get() >= max_conns {
                 self.bump(|s| s.connections_refused += 1);
-                log::warn!("RTSP connection from {peer} refused: {} connections open", open.get());
+                log::warn!(
+                    "RTSP connection from {peer} refused: {} connections open",
+                    open.get()
+                );
                 drop(stream);
                 continue;
             }
@@ -186,12 +189,17 @@ impl RtspServer {
             let mut viewers = self.viewers.borrow_mut();
             viewers.retain(|w| {
                 let Some(v) = w.upgrade() else { return false };
-                let Ok(mut v) = v.try_borrow_mut() else { return true };
+                let Ok(mut v) = v.try_borrow_mut() else {
+                    return true;
+                };
                 let why = match &v.out {
                     Out::Udp { .. } if now.saturating_sub(v.last_seen_ms) > timeout_ms => {
                         Some("no keep-alive (RTSP or RTCP) within the session timeout")
                     }
-                    Out::Tcp { blocked_since_ms: Some(t), .. } if now.saturating_sub(*t) > stall_ms => {
+                    Out::Tcp {
+                        blocked_since_ms: Some(t),
+                        ..
+                    } if now.saturating_sub(*t) > stall_ms => {
                         Some("TCP socket stalled past stall_timeout_ms")
                     }
                     _ => None,
@@ -213,16 +221,22 @@ impl RtspServer {
             return;
         };
         let mut buf = [0u8; 1500];
+        let mut discard = [0u8; 1500];
         loop {
             let got = async { (true, rtcp.recv_from(&mut buf).await) }
-                .or(async { (false, rtp.recv_from(&mut buf).await) })
+                .or(async { (false, rtp.recv_from(&mut discard).await) })
                 .await;
             let (true, Ok((n, from))) = got else { continue };
             if parse_compound(&buf[..n]).any(|p| p.is_err()) {
                 log::debug!("malformed RTCP from {from} ignored");
                 continue;
             }
-            if let Some(v) = self.rtcp_peers.borrow().get(&from).and_then(|w| w.upgrade()) {
+            if let Some(v) = self
+                .rtcp_peers
+                .borrow()
+                .get(&from)
+                .and_then(|w| w.upgrade())
+            {
                 if let Ok(mut v) = v.try_borrow_mut() {
                     v.last_seen_ms = self.epoch.now_ms();
                 }
@@ -413,7 +427,7 @@ impl RtspServer {
             };
             tracks[t.index()] = Some(SenderTrack {
                 rtp: RtpTrackState::new(pt, setup.ssrc, setup.initial_seq),
-                ts_offset: setup.ts_offset,
+                ts_offset: setup.rtp_ts_offset,
                 clock_hz,
                 packetizer: RtpPacketizer::new(codec, self.cfg.max_packet_bytes as usize)
                     .map_err(|e| e.to_string())?,
@@ -425,8 +439,8 @@ impl RtspServer {
                 } => {
                     // Only ever to the RTSP peer's own address.
                     udp_dst[t.index()] = Some((
-                        SocketAddr::new(peer.ip(), client_rtp),
-                        SocketAddr::new(peer.ip(), client_rtcp),
+                        SocketAddr::new(peer.ip(), client_rtp.port()),
+                        SocketAddr::new(peer.ip(), client_rtcp.port()),
                     ));
                     tcp = Some(false);
                 }
@@ -462,7 +476,6 @@ impl RtspServer {
             sender,
             out,
             udp: self.udp_sockets(),
-            epoch: self.epoch,
             paused: true,
             closed: false,
             last_seen_ms: now_ms,
@@ -546,9 +559,9 @@ impl StreamCatalog for Catalog<'_> {
         if !hub.is_live() {
             return None;
         }
-        let id = stream
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+        let id = stream.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
         write_describe(
             &SdpSession {
                 stream_name: stream,
@@ -567,6 +580,7 @@ impl StreamCatalog for Catalog<'_> {
         Some(Credentials {
             user: a.user.clone(),
             password: a.password.clone(),
+            allow_basic: true,
         })
     }
 
@@ -625,7 +639,6 @@ pub struct RtspViewer {
     sender: RtpSender,
     out: Out,
     udp: Option<(Rc<UdpSocket>, Rc<UdpSocket>)>,
-    epoch: Epoch,
     paused: bool,
     closed: bool,
     last_seen_ms: u64,
@@ -647,7 +660,10 @@ impl RtspViewer {
 
     /// Queues an RTSP response on the interleaved connection, between whole RTP packets.
     fn queue_control(&mut self, resp: &[u8]) {
-        if let Out::Tcp { buf, start, end, .. } = &mut self.out {
+        if let Out::Tcp {
+            buf, start, end, ..
+        } = &mut self.out
+        {
             if buf.len() - *end < resp.len() {
                 buf.copy_within(*start..*end, 0);
                 *end -= *start;
@@ -668,7 +684,11 @@ impl RtspViewer {
         if self.closed {
             return;
         }
-        let ntp = ntp_from_unix(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default());
+        let ntp = ntp_from_unix(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default(),
+        );
         let RtspViewer {
             sender,
             out,
@@ -684,7 +704,7 @@ impl RtspViewer {
                 if *paused {
                     return;
                 }
-                let Some((rtp_sock, rtcp_sock)) = udp else {
+                let Some((rtp_sock, rtcp_sock)) = udp.as_ref() else {
                     return;
                 };
                 while let Some(Outgoing { track, rtcp, len }) =
@@ -839,7 +859,10 @@ fn bind_udp_pair(bind: &str, port: u16) -> io::Result<(Async<UdpSocket>, Async<U
             return Ok((Async::new(rtp)?, Async::new(rtcp)?));
         }
     }
-    Err(io::Error::new(io::ErrorKind::AddrInUse, "no free UDP port pair"))
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        "no free UDP port pair",
+    ))
 }
 
 /// Entropy for session ids and SSRCs without a dependency: std's hasher keys come from the OS.

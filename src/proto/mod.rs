@@ -4,6 +4,7 @@
 pub mod hls;
 pub mod rtmp;
 pub mod rtp;
+pub mod rtsp;
 pub mod sdp;
 pub mod ts;
 pub mod ts_demux;

@@ -112,7 +112,10 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("rillcast did not listen within {timeout:?}; log:\n{}", d.log());
+        panic!(
+            "rillcast did not listen within {timeout:?}; log:\n{}",
+            d.log()
+        );
     }
 
     pub fn url(&self, stream: &str) -> String {
@@ -138,7 +141,10 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("stream {stream} not live within {timeout:?}; log:\n{}", self.log());
+        panic!(
+            "stream {stream} not live within {timeout:?}; log:\n{}",
+            self.log()
+        );
     }
 
     /// Resident set size of the daemon, in KiB.
@@ -164,7 +170,11 @@ impl Drop for Daemon {
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         } else {
-            eprintln!("--- rillcast log ({}):\n{}", self.log_path.display(), self.log());
+            eprintln!(
+                "--- rillcast log ({}):\n{}",
+                self.log_path.display(),
+                self.log()
+            );
         }
     }
 }
@@ -263,7 +273,10 @@ impl RtspClient {
         headers: &[(&str, &str)],
     ) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
         self.cseq += 1;
-        let mut req = format!("{method} {url} RTSP/1.0\r\nCSeq: {}\r\nUser-Agent: rillcast-test\r\n", self.cseq);
+        let mut req = format!(
+            "{method} {url} RTSP/1.0\r\nCSeq: {}\r\nUser-Agent: rillcast-test\r\n",
+            self.cseq
+        );
         if let Some(s) = &self.session {
             req.push_str(&format!("Session: {s}\r\n"));
         }
@@ -324,7 +337,10 @@ impl RtspClient {
         let mut h = [0u8; 4];
         self.reader.read_exact(&mut h)?;
         if h[0] != b'$' {
-            return Err(std::io::Error::other(format!("expected '$', got {:02x?}", h)));
+            return Err(std::io::Error::other(format!(
+                "expected '$', got {:02x?}",
+                h
+            )));
         }
         let len = u16::from_be_bytes([h[2], h[3]]) as usize;
         let mut data = vec![0u8; len];
@@ -365,7 +381,11 @@ impl RtspClient {
                 rtp.local_addr()?.port(),
                 rtcp.local_addr()?.port()
             );
-            let (st, _, _) = self.request("SETUP", &format!("{url}/{control}"), &[("Transport", &transport)])?;
+            let (st, _, _) = self.request(
+                "SETUP",
+                &format!("{url}/{control}"),
+                &[("Transport", &transport)],
+            )?;
             assert_eq!(st, 200, "SETUP {control}");
             socks.push((rtp, rtcp));
         }
@@ -429,5 +449,7 @@ pub fn addr(port: u16) -> SocketAddr {
 }
 
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
