@@ -22,6 +22,7 @@ usage: rillcast [--config PATH] [--board NAME] [--check-config] [--print-config]
   --print-config   print the effective configuration as TOML and exit
 ";
 
+#[derive(Debug)]
 struct Args {
     config: Option<String>,
     board: Option<String>,
