@@ -409,14 +409,32 @@ fn validate_push(p: &PushConfig, i: usize, cfg: &Config) -> Result<(), (String, 
         );
     }
     if p.key.as_deref() == Some("") {
-        return e("key", "is empty: remove it to take the key from the URL path".into());
+        return e(
+            "key",
+            "is empty: remove it to take the key from the URL path".into(),
+        );
     }
     let url = match crate::proto::rtmp::RtmpUrl::parse_with_key(&p.url, p.key.as_deref()) {
         Ok(u) => u,
-        Err(err) => return e("url", format!("{err} (expected rtmp[s]://host[:port]/app/KEY or key = \"...\")")),
+        Err(err) => {
+            return e(
+                "url",
+                format!("{err} (expected rtmp[s]://host[:port]/app/KEY or key = \"...\")"),
+            )
+        }
     };
+    #[cfg(not(feature = "rtmps"))]
+    if url.tls {
+        return e(
+            "url",
+            "rtmps:// needs a build with the `rtmps` feature".into(),
+        );
+    }
     if url.key.is_empty() {
-        return e("key", "no stream key: add it to the URL path or set key = \"...\"".into());
+        return e(
+            "key",
+            "no stream key: add it to the URL path or set key = \"...\"".into(),
+        );
     }
     if !cfg.streams.contains_key(&p.stream) {
         let known: Vec<&str> = cfg.streams.keys().map(|s| s.as_str()).collect();
@@ -698,15 +716,27 @@ ca_file = "/etc/rillcast/ca.pem"
     #[test]
     fn push_errors_name_entry_and_hide_key() {
         for (t, key, hint) in [
-            ("[[push]]
+            (
+                "[[push]]
 url = \"http://x/live/k\"
-", "push[0].url", "rtmp://"),
-            ("[[push]]
+",
+                "push[0].url",
+                "rtmp://",
+            ),
+            (
+                "[[push]]
 url = \"rtmp://x/live\"
-", "push[0].key", "no stream key"),
-            ("[[push]]
+",
+                "push[0].key",
+                "no stream key",
+            ),
+            (
+                "[[push]]
 url = \"rtmp:///live/k\"
-", "push[0].url", "empty host"),
+",
+                "push[0].url",
+                "empty host",
+            ),
             (
                 "[[push]]
 url = \"rtmp://x/live/k\"
@@ -741,18 +771,26 @@ queue_kib = 1
                 "push[1].queue_kib",
                 "64",
             ),
-            ("[[push]]
+            (
+                "[[push]]
 url = \"rtmp://x/live\"
 key = \"\"
-", "push[0].key", "empty"),
+",
+                "push[0].key",
+                "empty",
+            ),
         ] {
             let e = Config::parse(t, "x").unwrap_err();
             assert!(e.message.starts_with(key), "{t:?} -> {e}");
             assert!(e.message.contains(hint), "{t:?} -> {e}");
         }
-        let e = Config::parse("[[push]]
+        let e = Config::parse(
+            "[[push]]
 url = \"rtmp://h:0/live/topsecret\"
-", "x").unwrap_err();
+",
+            "x",
+        )
+        .unwrap_err();
         assert!(!e.message.contains("topsecret"), "{e}");
     }
 

@@ -62,6 +62,28 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
     let listener = Async::new(listener).map_err(|e| e.to_string())?;
     let server = RtspServer::new(cfg.rtsp.clone(), rtsp_streams, epoch, plan.max_viewers)
         .map_err(|e| format!("RTSP UDP ports from {}: {e}", cfg.rtsp.udp_port))?;
+    // Push targets (RTMP/RTMPS), started on the media thread below. Their status snapshots are
+    // for the web API; they live as long as the daemon.
+    let pushes: Vec<(usize, usize, Rc<RefCell<StreamHub>>)> = cfg
+        .push
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            // Disabled targets have no plan entry (0 bytes) and stay idle.
+            let queue_bytes = plan
+                .pushes
+                .iter()
+                .find(|pp| pp.index == i)
+                .map_or(0, |pp| pp.queue_bytes);
+            let hub = starts
+                .iter()
+                .find(|(sp, _, _)| sp.name == p.stream)?
+                .2
+                .clone();
+            Some((i, queue_bytes, hub))
+        })
+        .collect();
+    let push_cfg = cfg.push.clone();
     let hubs_for_watchdog: Vec<Rc<RefCell<StreamHub>>> =
         starts.iter().map(|(_, _, h)| h.clone()).collect();
     on_bound(Bound {
@@ -88,6 +110,12 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
                 net::spawn(source::run_audio(a, hub, epoch)).detach();
             }
         }
+        let _push_status: Vec<net::rtmp_push::PushStatusRef> = pushes
+            .into_iter()
+            .map(|(i, queue_bytes, hub)| {
+                net::rtmp_push::spawn_push(i, &push_cfg[i], queue_bytes, hub, epoch)
+            })
+            .collect();
         let hubs: Vec<_> = hubs_for_watchdog;
         net::spawn(systemd_watchdog(hubs, epoch)).detach();
         server.serve(listener).await;

@@ -101,7 +101,10 @@ impl MemoryPlan {
             if !p.enabled {
                 continue;
             }
-            let kbps = cfg.streams.get(&p.stream).map_or(4000, |s| s.max_bitrate_kbps);
+            let kbps = cfg
+                .streams
+                .get(&p.stream)
+                .map_or(4000, |s| s.max_bitrate_kbps);
             let queue_bytes = p.queue_bytes(kbps);
             pushes.push(PushPlan {
                 index,
@@ -193,12 +196,16 @@ mod tests {
         let p = MemoryPlan::new(&Config::parse(t, "t").unwrap(), None, None).unwrap();
         // The disabled target gets nothing; the auto queue is 2 s at 4000 kbit/s.
         assert_eq!(p.pushes.len(), 2);
-        assert_eq!((p.pushes[0].index, p.pushes[0].queue_bytes), (0, 300 * 1024));
+        assert_eq!(
+            (p.pushes[0].index, p.pushes[0].queue_bytes),
+            (0, 300 * 1024)
+        );
         assert_eq!((p.pushes[1].index, p.pushes[1].queue_bytes), (2, 1_000_000));
         let added = 300 * 1024 + 1_000_000 + 2 * PUSH_FIXED_BYTES;
         assert_eq!(p.total_bytes, base.total_bytes + added);
         assert!(p.summary().contains("2 push 1.5"), "{}", p.summary());
-        let t = "[media]\nmemory_mib = 16\n[[push]]\nurl = \"rtmp://a/live/k\"\nqueue_kib = 65536\n";
+        let t =
+            "[media]\nmemory_mib = 16\n[[push]]\nurl = \"rtmp://a/live/k\"\nqueue_kib = 65536\n";
         let e = MemoryPlan::new(&Config::parse(t, "t").unwrap(), None, None).unwrap_err();
         assert!(e.contains("push queue_kib"), "{e}");
     }
