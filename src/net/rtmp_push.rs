@@ -58,6 +58,8 @@ const WINDOW_ACK_BYTES: u32 = 256 * 1024;
 const LATENCY_MARKS: usize = 64;
 /// How often a publishing target logs its counters (info level).
 const STATS_LOG_INTERVAL_MS: u64 = 60_000;
+/// At most one "GOPs dropped" warning per target this often.
+const DROP_LOG_INTERVAL_MS: u64 = 10_000;
 
 /// Where a push target is. One log line per change.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -555,6 +557,7 @@ impl Target {
         let mut published_at: Option<u64> = None;
         let mut lat = self.status.borrow().latency;
         let mut next_stats_log = self.epoch.now_ms() + STATS_LOG_INTERVAL_MS;
+        let (mut logged_drops, mut next_drop_log) = (0u64, 0u64);
         let end = |published_at: Option<u64>, now: u64, error: String| SessionEnd {
             error,
             stable: published_at.is_some_and(|t| now.saturating_sub(t) >= STABLE_SESSION_MS),
@@ -631,6 +634,18 @@ impl Target {
                 cur
             };
             self.publish_stats(cur, Some(lat));
+            let drops = self.prev.dropped_gops + cur.dropped_gops;
+            if drops > logged_drops && now >= next_drop_log {
+                logged_drops = drops;
+                next_drop_log = now + DROP_LOG_INTERVAL_MS;
+                log::warn!(
+                    "push[{}] {}: uplink slower than the stream: {drops} GOPs dropped so far \
+                     (queue {} KiB)",
+                    self.index,
+                    self.shown,
+                    self.queue_bytes / 1024
+                );
+            }
             if published_at.is_some() && now >= next_stats_log {
                 next_stats_log = now + STATS_LOG_INTERVAL_MS;
                 log::info!(
