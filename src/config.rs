@@ -484,7 +484,7 @@ fn validate_source(s: &SourceConfig, key: &str, audio: bool) -> Result<(), (Stri
     }
     match s.kind {
         SourceKind::Testsrc => {
-            if s.width == 0 || s.height == 0 || s.width % 16 != 0 || s.height % 16 != 0 {
+            if s.width == 0 || s.height == 0 || !s.width.is_multiple_of(16) || !s.height.is_multiple_of(16) {
                 return e(
                     "width",
                     "testsrc width and height must be non-zero multiples of 16",

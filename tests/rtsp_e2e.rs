@@ -43,7 +43,7 @@ fn ffmpeg_decode(url: &str, transport: &str, secs: u32, extra: &[&str]) -> (u64,
         .lines()
         .filter_map(|l| l.strip_prefix("frame="))
         .filter_map(|v| v.trim().parse().ok())
-        .last()
+        .next_back()
         .unwrap_or(0);
     (frames, err)
 }
@@ -257,10 +257,12 @@ fn fifty_viewers_get_every_packet() {
 /// A TCP viewer that stops reading is dropped; a second viewer sees no gap throughout.
 #[test]
 fn stalled_tcp_viewer_does_not_disturb_another() {
-    let cfg = format!("{TESTSRC_SMALL}\n");
-    let d = Daemon::start(
+    let d = Daemon::start_full(
         "stall",
-        &cfg.replace("[streams.live.source]", "[streams.live.source]"),
+        "stall_timeout_ms = 2000",
+        TESTSRC_SMALL,
+        &[],
+        Duration::from_secs(20),
     );
     d.wait_live("live", Duration::from_secs(10));
     // The stalled one: play, then never read again (small receive buffer fills fast).
@@ -281,6 +283,11 @@ fn stalled_tcp_viewer_does_not_disturb_another() {
     }
     assert_eq!(seq_gaps(&seqs), 0, "the good viewer saw gaps");
     assert!(seqs.len() > 200, "{} packets", seqs.len());
+    let log = d.log();
+    assert!(
+        log.contains("TCP socket stalled past stall_timeout_ms"),
+        "the stalled viewer was dropped:\n{log}"
+    );
     stalled.close();
 }
 

@@ -40,7 +40,7 @@ impl Epoch {
 /// pieces: a read that fills the buffer, or is a multiple of 4096 bytes, may be the middle of
 /// a write, so we wait for the next AU's first NAL instead.
 pub fn write_ended(read_len: usize, buf_len: usize) -> bool {
-    read_len > 0 && read_len < buf_len && read_len % 4096 != 0
+    read_len > 0 && read_len < buf_len && !read_len.is_multiple_of(4096)
 }
 
 /// Builds the codec parameters a stream advertises from the assembler's parameter sets.

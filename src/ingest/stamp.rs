@@ -109,7 +109,7 @@ mod tests {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let jitter = (x % 1800) as u64; // up to 20 ms late
+            let jitter = x % 1800; // up to 20 ms late
             let pts = s.stamp(i * 3000 + jitter);
             if let Some(p) = prev {
                 assert!(pts > p);

@@ -37,6 +37,9 @@ use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Kernel send buffer of an RTSP TCP connection.
+const VIEWER_SNDBUF_BYTES: usize = 256 * 1024;
+
 /// One stream as the RTSP server sees it.
 pub struct RtspStream {
     pub name: String,
@@ -246,6 +249,10 @@ impl RtspServer {
 
     async fn connection(self: Rc<Self>, stream: Async<TcpStream>, peer: SocketAddr) {
         let _ = stream.get_ref().set_nodelay(true);
+        // Bound the kernel's share of a viewer too: on loopback or a LAN, auto-tuning grows a
+        // send buffer to megabytes, which hides a stalled viewer for many seconds and costs
+        // RAM a camera doesn't have. 256 KiB is > 1 s of a 2 Mbit/s stream.
+        let _ = socket2::SockRef::from(stream.get_ref()).set_send_buffer_size(VIEWER_SNDBUF_BYTES);
         let local = stream
             .get_ref()
             .local_addr()
@@ -850,11 +857,12 @@ fn bind_udp_pair(bind: &str, port: u16) -> io::Result<(Async<UdpSocket>, Async<U
     }
     // Any free even/odd pair.
     for _ in 0..50 {
-        let rtp = UdpSocket::bind((bind, 0))?;
-        let p = rtp.local_addr()?.port();
-        if p % 2 != 0 || p == u16::MAX {
+        let probe = UdpSocket::bind((bind, 0))?;
+        let p = probe.local_addr()?.port() & !1;
+        drop(probe);
+        let Ok(rtp) = UdpSocket::bind((bind, p)) else {
             continue;
-        }
+        };
         if let Ok(rtcp) = UdpSocket::bind((bind, p + 1)) {
             return Ok((Async::new(rtp)?, Async::new(rtcp)?));
         }

@@ -28,9 +28,11 @@ pub fn require_tool(tool: &str) {
 pub fn free_port() -> u16 {
     for _ in 0..200 {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let p = l.local_addr().unwrap().port();
-        if p % 2 == 0
-            && p < 65000
+        // Linux gives odd ports to bind(0); take the even one below it.
+        let p = l.local_addr().unwrap().port() & !1;
+        drop(l);
+        if p > 1024
+            && TcpListener::bind(("127.0.0.1", p)).is_ok()
             && UdpSocket::bind(("127.0.0.1", p)).is_ok()
             && UdpSocket::bind(("127.0.0.1", p + 1)).is_ok()
             && TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
@@ -76,12 +78,23 @@ impl Daemon {
     }
 
     pub fn start_with(tag: &str, extra: &str, args: &[&str], timeout: Duration) -> Daemon {
+        Self::start_full(tag, "", extra, args, timeout)
+    }
+
+    /// As [`Daemon::start_with`], with extra keys for the `[rtsp]` table.
+    pub fn start_full(
+        tag: &str,
+        rtsp_extra: &str,
+        extra: &str,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Daemon {
         let dir = temp_dir(tag);
         let rtsp_port = free_port();
         let udp_port = free_port();
         let http_port = free_port();
         let cfg = format!(
-            "[rtsp]\nport = {rtsp_port}\nbind = \"127.0.0.1\"\nudp_port = {udp_port}\n\
+            "[rtsp]\nport = {rtsp_port}\nbind = \"127.0.0.1\"\nudp_port = {udp_port}\n{rtsp_extra}\n\
              [http]\nport = {http_port}\nbind = \"127.0.0.1\"\n{extra}\n"
         );
         let cfg_path = dir.join("rillcast.toml");
@@ -226,6 +239,9 @@ pub struct RtspClient {
     pub session: Option<String>,
 }
 
+/// An RTSP response: (status, headers, body).
+pub type Response = (u16, Vec<(String, String)>, String);
+
 /// One RTP packet as the tests see it.
 #[derive(Clone, Debug)]
 pub struct RtpPacket {
@@ -271,7 +287,7 @@ impl RtspClient {
         method: &str,
         url: &str,
         headers: &[(&str, &str)],
-    ) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
+    ) -> std::io::Result<Response> {
         self.cseq += 1;
         let mut req = format!(
             "{method} {url} RTSP/1.0\r\nCSeq: {}\r\nUser-Agent: rillcast-test\r\n",
@@ -288,7 +304,7 @@ impl RtspClient {
         self.read_response()
     }
 
-    pub fn read_response(&mut self) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
+    pub fn read_response(&mut self) -> std::io::Result<Response> {
         loop {
             let buf = self.reader.fill_buf()?;
             if buf.is_empty() {
@@ -419,11 +435,12 @@ pub fn sdp_controls(sdp: &str) -> Vec<String> {
 /// Two adjacent UDP sockets on loopback with large receive buffers (RTP even, RTCP odd).
 pub fn udp_pair() -> (UdpSocket, UdpSocket) {
     for _ in 0..200 {
-        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let p = a.local_addr().unwrap().port();
-        if p % 2 != 0 || p == 65535 {
+        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = probe.local_addr().unwrap().port() & !1;
+        drop(probe);
+        let Ok(a) = UdpSocket::bind(("127.0.0.1", p)) else {
             continue;
-        }
+        };
         if let Ok(b) = UdpSocket::bind(("127.0.0.1", p + 1)) {
             set_rcvbuf(&a, 4 << 20);
             a.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

@@ -212,7 +212,7 @@ mod tests {
     fn video(pts: u64, key: bool, nal_len: usize) -> (FrameMeta, Vec<u8>) {
         let mut d = (nal_len as u32).to_be_bytes().to_vec();
         d.push(if key { 0x65 } else { 0x41 });
-        d.extend(std::iter::repeat(0xab).take(nal_len - 1));
+        d.extend(std::iter::repeat_n(0xab, nal_len - 1));
         (
             FrameMeta {
                 track: Track::Video,

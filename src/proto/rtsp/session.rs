@@ -523,11 +523,17 @@ impl RtspConn {
         Some(SessionEvent::Setup { track })
     }
 
-    /// Common checks of PLAY / PAUSE: a session exists (else 455) and the request names it
-    /// (else 454). Returns false after writing the error.
+    /// Common checks of PLAY / PAUSE: a Session header that isn't this connection's session
+    /// (e.g. one taken from another connection) is 454; no session at all is 455; the request
+    /// must name the session (else 454). Returns false after writing the error.
     fn check_session(&self, cx: &mut Cx<'_, '_>) -> bool {
         if self.session_id.is_none() {
-            cx.reply(455, &[], &[]);
+            let status = if cx.req.header("Session").is_some() {
+                454
+            } else {
+                455
+            };
+            cx.reply(status, &[], &[]);
             return false;
         }
         if cx.req.header("Session").is_none() || !self.session_matches(cx.req) {
