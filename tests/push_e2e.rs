@@ -291,7 +291,11 @@ fn push_h264_aac_reads_back_from_nginx() {
     );
     wait_publishing(&d, 0, 1, Duration::from_secs(20));
     // The key is never logged in full.
-    assert!(!d.log().contains("cam1"), "stream key in the log:\n{}", d.log());
+    assert!(
+        !d.log().contains("cam1"),
+        "stream key in the log:\n{}",
+        d.log()
+    );
     let streams = probe(&nginx.url("cam1"));
     let video = streams.iter().find(|s| s.0 == "h264").expect("h264 stream");
     let audio = streams.iter().find(|s| s.0 == "aac").expect("aac stream");
@@ -303,7 +307,12 @@ fn push_h264_aac_reads_back_from_nginx() {
     let frames = decode(&nginx.url("cam1"), 10);
     // testsrc runs at 30 fps: 10 s is 300 frames.
     assert!(frames >= 270, "decoded only {frames} video frames in 10 s");
-    assert_eq!(count_lines(&d, &["push[0]", "backing off"]), 0, "{}", d.log());
+    assert_eq!(
+        count_lines(&d, &["push[0]", "backing off"]),
+        0,
+        "{}",
+        d.log()
+    );
 }
 
 #[test]
@@ -416,7 +425,10 @@ fn rejected_publish_backs_off_without_hot_loop() {
             .any(|l| l.contains("push[0]") && l.contains("backing off") && l.contains("failed: ")),
         "no failure reason for push[0]:\n{log}"
     );
-    assert!(hits.load(Ordering::Relaxed) >= 2, "nginx never asked on_publish");
+    assert!(
+        hits.load(Ordering::Relaxed) >= 2,
+        "nginx never asked on_publish"
+    );
     for i in 0..2 {
         let attempts = count_lines(&d, &[&format!("push[{i}] "), "connecting (attempt"]);
         let per_minute = attempts as f64 * 60.0 / window;
@@ -426,7 +438,10 @@ fn rejected_publish_backs_off_without_hot_loop() {
             (3..=40).contains(&attempts),
             "push[{i}]: {attempts} attempts in {window:.0} s ({per_minute:.0}/min)\n{log}"
         );
-        assert_eq!(count_lines(&d, &[&format!("push[{i}] "), ": publishing"]), 0);
+        assert_eq!(
+            count_lines(&d, &[&format!("push[{i}] "), ": publishing"]),
+            0
+        );
     }
     assert!(!log.contains("denied"), "stream key in the log:\n{log}");
 }
@@ -469,7 +484,11 @@ fn slow_proxy(target_port: u16, bytes_per_s: u64) -> (u16, Arc<AtomicBool>) {
                     let n = match c_r.read(&mut buf) {
                         Ok(0) => break,
                         Ok(n) => n,
-                        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+                        Err(e)
+                            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                        {
+                            continue
+                        }
                         Err(_) => break,
                     };
                     if s_w.write_all(&buf[..n]).is_err() {
@@ -506,7 +525,10 @@ fn slow_uplink_drops_gops_and_memory_stays_flat() {
     // 300 kbit/s for a ~2 Mbit/s stream (testsrc 1280x720).
     let (proxy_port, stop) = slow_proxy(nginx.port, 300_000 / 8);
     let url = format!("rtmp://127.0.0.1:{proxy_port}/live/slow");
-    let d = Daemon::start("push-slow", &daemon_config(1280, 720, &push_table(&url, "")));
+    let d = Daemon::start(
+        "push-slow",
+        &daemon_config(1280, 720, &push_table(&url, "")),
+    );
     wait_publishing(&d, 0, 1, Duration::from_secs(20));
     // The 1 MB queue fills within ~5 s; after that memory must not grow.
     std::thread::sleep(Duration::from_secs(10));
@@ -550,9 +572,25 @@ fn make_ca(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     let ca_key = format!("{name}-ca.key");
     let ca_pem = format!("{name}-ca.pem");
     run(&[
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", &ca_key, "-out", &ca_pem, "-days", "2", "-subj", &format!("/CN={name} test CA"),
-        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        &ca_key,
+        "-out",
+        &ca_pem,
+        "-days",
+        "2",
+        "-subj",
+        &format!("/CN={name} test CA"),
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
     ]);
     (dir.join(ca_pem), dir.join(ca_key))
 }
@@ -572,13 +610,35 @@ fn make_server_cert(dir: &Path, ca_pem: &Path, ca_key: &Path) -> (PathBuf, PathB
     )
     .unwrap();
     run(&[
-        "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
-        "srv.key", "-out", "srv.csr", "-subj", "/CN=localhost",
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+        "-subj",
+        "/CN=localhost",
     ]);
     run(&[
-        "x509", "-req", "-in", "srv.csr", "-CA", &ca_pem.display().to_string(), "-CAkey",
-        &ca_key.display().to_string(), "-CAcreateserial", "-out", "srv.pem", "-days", "2",
-        "-extfile", "ext.cnf",
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        &ca_pem.display().to_string(),
+        "-CAkey",
+        &ca_key.display().to_string(),
+        "-CAcreateserial",
+        "-out",
+        "srv.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
     ]);
     (dir.join("srv.pem"), dir.join("srv.key"))
 }
@@ -622,7 +682,10 @@ fn rtmps_through_tls_terminator_and_wrong_ca() {
     );
     // Read back through the plain RTMP port of the same origin.
     let streams = probe(&nginx.url("secure"));
-    assert!(streams.iter().any(|s| s.0 == "h264" && s.1 == 320), "{streams:?}");
+    assert!(
+        streams.iter().any(|s| s.0 == "h264" && s.1 == 320),
+        "{streams:?}"
+    );
     let frames = decode(&nginx.url("secure"), 4);
     assert!(frames >= 90, "decoded {frames} frames over RTMPS");
     assert_eq!(count_lines(&d, &["push[1]", ": publishing"]), 0);
@@ -637,11 +700,17 @@ fn fleet_of_50_targets_into_one_origin() {
     let nginx = Nginx::start(&dir, free_port(), NginxOpts::default());
     let mut push = String::new();
     for i in 0..N {
-        push.push_str(&push_table(&nginx.url(&format!("edge{i}")), "queue_kib = 128"));
+        push.push_str(&push_table(
+            &nginx.url(&format!("edge{i}")),
+            "queue_kib = 128",
+        ));
     }
     // 50 x (128 KiB queue + fixed buffers) needs more than the default 16 MiB. The stream's
     // hub takes max_viewers + 4 consumers (200 + 4 by default), so 50 pushes fit.
-    let cfg = format!("[media]\nmemory_mib = 64\n{}", daemon_config(320, 240, &push));
+    let cfg = format!(
+        "[media]\nmemory_mib = 64\n{}",
+        daemon_config(320, 240, &push)
+    );
     let d = Daemon::start("push-fleet", &cfg);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

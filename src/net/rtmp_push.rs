@@ -527,8 +527,7 @@ impl Target {
         }
         let sock = sock.ok_or(last)?;
         let _ = sock.get_ref().set_nodelay(true);
-        let _ =
-            rustix::net::sockopt::set_socket_send_buffer_size(sock.get_ref(), SOCKET_SNDBUF_BYTES);
+        let _ = socket2::SockRef::from(sock.get_ref()).set_send_buffer_size(SOCKET_SNDBUF_BYTES);
         #[cfg(feature = "rtmps")]
         {
             let tls = if self.url.tls {
