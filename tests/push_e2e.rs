@@ -413,16 +413,18 @@ fn rejected_publish_backs_off_without_hot_loop() {
     let window = t0.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     let log = d.log();
-    // The wrong app: the origin's refusal is the stated reason.
+    // The wrong app: nginx-rtmp closes the connection after `connect` (no `_error`).
     assert!(
-        log.lines()
-            .any(|l| l.contains("push[1]") && l.contains("backing off") && l.contains("rejected")),
+        log.lines().any(|l| l.contains("push[1]")
+            && l.contains("backing off")
+            && l.contains("closed the connection after connect (wrong app")),
         "no rejection reason for push[1]:\n{log}"
     );
     // on_publish 403: nginx drops the connection after our publish.
     assert!(
-        log.lines()
-            .any(|l| l.contains("push[0]") && l.contains("backing off") && l.contains("failed: ")),
+        log.lines().any(|l| l.contains("push[0]")
+            && l.contains("backing off")
+            && l.contains("closed the connection after publish (stream key refused")),
         "no failure reason for push[0]:\n{log}"
     );
     assert!(

@@ -57,7 +57,7 @@ const WINDOW_ACK_BYTES: u32 = 256 * 1024;
 /// Latency samples in flight (video frames queued but not yet written to the socket).
 const LATENCY_MARKS: usize = 64;
 /// How often a publishing target logs its counters (info level).
-const STATS_LOG_INTERVAL_MS: u64 = 60_000;
+const STATS_LOG_INTERVAL_MS: u64 = 30_000;
 /// At most one "GOPs dropped" warning per target this often.
 const DROP_LOG_INTERVAL_MS: u64 = 10_000;
 
@@ -557,6 +557,8 @@ impl Target {
         let mut lat = self.status.borrow().latency;
         let mut next_stats_log = self.epoch.now_ms() + STATS_LOG_INTERVAL_MS;
         let (mut logged_drops, mut next_drop_log) = (0u64, 0u64);
+        // Where the session was before it failed, to word "the origin closed" usefully.
+        let mut last_phase = Phase::Handshake;
         let end = |published_at: Option<u64>, now: u64, error: String| SessionEnd {
             error,
             stable: published_at.is_some_and(|t| now.saturating_sub(t) >= STABLE_SESSION_MS),
@@ -588,10 +590,25 @@ impl Target {
             }
             match state {
                 Some(RtmpState::Failed { reason }) => {
-                    return end(published_at, now, describe(reason));
+                    return end(published_at, now, describe(reason, last_phase));
+                }
+                Some(RtmpState::Handshaking) => {}
+                Some(RtmpState::Connecting) => {
+                    let sid = self
+                        .feed
+                        .borrow()
+                        .publisher
+                        .as_ref()
+                        .map_or(0, |p| p.stream_id());
+                    last_phase = if sid == 0 {
+                        Phase::Connect
+                    } else {
+                        Phase::Publish
+                    };
                 }
                 Some(RtmpState::Publishing) if published_at.is_none() => {
                     published_at = Some(now);
+                    last_phase = Phase::Media;
                     self.status.borrow_mut().publishes += 1;
                     self.set_state(PushState::Publishing);
                     // Start at the newest keyframe the ring holds (the GOP cache).
@@ -836,9 +853,35 @@ impl Conn {
     }
 }
 
+/// How far a session got, for wording a failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Handshake,
+    /// `connect` sent, no stream yet.
+    Connect,
+    /// `createStream` answered, `publish` sent.
+    Publish,
+    Media,
+}
+
 /// The core's failure reason, worded for the log and the API.
-fn describe(e: RtmpError) -> String {
+fn describe(e: RtmpError, phase: Phase) -> String {
     match e {
+        RtmpError::PeerClosed => match phase {
+            Phase::Handshake => {
+                "the origin closed the connection during the RTMP handshake (not an RTMP server, \
+                 or does it need rtmps://?)"
+                    .into()
+            }
+            Phase::Connect => {
+                "the origin closed the connection after connect (wrong app, or not allowed?)".into()
+            }
+            Phase::Publish => {
+                "the origin closed the connection after publish (stream key refused or in use?)"
+                    .into()
+            }
+            Phase::Media => "the origin closed the connection".into(),
+        },
         RtmpError::AckStall => format!(
             "half-open connection: the origin acknowledged nothing for {} s",
             HALF_OPEN_TIMEOUT_MS / 1000
