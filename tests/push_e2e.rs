@@ -448,9 +448,10 @@ fn rejected_publish_backs_off_without_hot_loop() {
     assert!(!log.contains("denied"), "stream key in the log:\n{log}");
 }
 
-/// A one-connection TCP proxy that forwards client → server at `bytes_per_s` (the other way
-/// unlimited), with small socket buffers so the bottleneck is not hidden in the kernel.
-fn slow_proxy(target_port: u16, bytes_per_s: u64) -> (u16, Arc<AtomicBool>) {
+/// A TCP proxy that forwards client → server at `rate` bytes/s (the other way unlimited), with
+/// small socket buffers so the bottleneck is not hidden in the kernel. Setting `rate` to 0
+/// freezes the upstream direction without closing anything: a half-open path.
+fn slow_proxy(target_port: u16, rate: Arc<AtomicU64>) -> (u16, Arc<AtomicBool>) {
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     sock.set_recv_buffer_size(16 * 1024).unwrap();
     sock.bind(&common::addr(0).into()).unwrap();
@@ -477,12 +478,18 @@ fn slow_proxy(target_port: u16, bytes_per_s: u64) -> (u16, Arc<AtomicBool>) {
             let (mut c_r, mut s_w) = (client.try_clone().unwrap(), server.try_clone().unwrap());
             let (mut s_r, mut c_w) = (server, client);
             let s1 = s.clone();
+            let rate = rate.clone();
             std::thread::spawn(move || {
                 let t0 = Instant::now();
                 let mut sent = 0u64;
                 let mut buf = [0u8; 1500];
                 let _ = c_r.set_read_timeout(Some(Duration::from_millis(200)));
                 while !s1.load(Ordering::Relaxed) {
+                    let bytes_per_s = rate.load(Ordering::Relaxed);
+                    if bytes_per_s == 0 {
+                        std::thread::sleep(Duration::from_millis(50));
+                        continue;
+                    }
                     let n = match c_r.read(&mut buf) {
                         Ok(0) => break,
                         Ok(n) => n,
@@ -525,7 +532,7 @@ fn slow_uplink_drops_gops_and_memory_stays_flat() {
     let dir = temp_dir("push-slow");
     let nginx = Nginx::start(&dir, free_port(), NginxOpts::default());
     // 300 kbit/s for a ~2 Mbit/s stream (testsrc 1280x720).
-    let (proxy_port, stop) = slow_proxy(nginx.port, 300_000 / 8);
+    let (proxy_port, stop) = slow_proxy(nginx.port, Arc::new(AtomicU64::new(300_000 / 8)));
     let url = format!("rtmp://127.0.0.1:{proxy_port}/live/slow");
     let d = Daemon::start(
         "push-slow",
@@ -559,6 +566,41 @@ fn slow_uplink_drops_gops_and_memory_stays_flat() {
     );
     // Dropping GOPs keeps the connection alive: no reconnect, no watchdog.
     assert_eq!(count_lines(&d, &["push[0]", "backing off"]), 0, "{log}");
+}
+
+#[test]
+fn half_open_uplink_detected_within_15_s() {
+    let _g = serial();
+    require_media_tools();
+    let dir = temp_dir("push-halfopen");
+    let nginx = Nginx::start(&dir, free_port(), NginxOpts::default());
+    let rate = Arc::new(AtomicU64::new(1 << 40));
+    let (proxy_port, stop) = slow_proxy(nginx.port, rate.clone());
+    let url = format!("rtmp://127.0.0.1:{proxy_port}/live/frozen");
+    let d = Daemon::start(
+        "push-halfopen",
+        &daemon_config(640, 368, &push_table(&url, "")),
+    );
+    wait_publishing(&d, 0, 1, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(2));
+    // The path goes silent: no FIN, no RST, nothing forwarded or read.
+    rate.store(0, Ordering::Relaxed);
+    let frozen = Instant::now();
+    wait_lines(
+        &d,
+        &["push[0]", "backing off", "half-open"],
+        1,
+        Duration::from_secs(25),
+    );
+    let took = frozen.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    eprintln!("half-open connection detected {took:?} after the path froze");
+    // 15 s of no progress (or no acknowledgement), after the few hundred KiB of socket
+    // buffers filled at ~2 Mbit/s, plus the 1 s watchdog tick.
+    assert!(
+        took <= Duration::from_secs(19),
+        "half-open connection detected only after {took:?}"
+    );
 }
 
 /// A throwaway CA and a server certificate for localhost / 127.0.0.1, made with openssl.
