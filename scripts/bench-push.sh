@@ -52,6 +52,7 @@ for n in 0 1 3; do
     {
         printf '[rtsp]\nport = %s\nbind = "127.0.0.1"\nudp_port = 0\n' "$(free_port)"
         printf '[http]\nport = %s\nbind = "127.0.0.1"\n' "$(free_port)"
+        printf '[media]\nmemory_mib = 32\n'
         printf '[streams.live.source]\nkind = "testsrc"\nwidth = 1280\nheight = 720\ngop_frames = 30\n'
         for i in $(seq 1 "$n"); do
             printf '[[push]]\nurl = "rtmp://127.0.0.1:%s/live/bench%s"\n' "$rtmp_port" "$i"
@@ -62,18 +63,19 @@ for n in 0 1 3; do
     pid=$!
     pids+=("$pid")
     sleep 5 # start-up and first publish
+    kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; echo "bench-push: the daemon died" >&2; exit 1; }
     t0="$(cpu_ticks "$pid")"
     rss_max=0
     for _ in $(seq 5 "$((secs - 1))"); do
         r="$(rss_kib "$pid")"
-        ((r > rss_max)) && rss_max=$r
+        if ((r > rss_max)); then rss_max=$r; fi
         sleep 1
     done
     t1="$(cpu_ticks "$pid")"
     window=$((secs - 5))
     cpu="$(awk -v a="$t0" -v b="$t1" -v hz="$ticks" -v w="$window" 'BEGIN { printf "%.1f", 100 * (b - a) / hz / w }')"
     publishing="$(grep -c ': publishing' "$log" || true)"
-    lat="$(grep 'latency mean' "$log" | sed -n 's/.*latency mean \([0-9.]*\) ms max \([0-9.]*\) ms.*/\1 \2/p' |
+    lat="$({ grep 'latency mean' "$log" || true; } | sed -n 's/.*latency mean \([0-9.]*\) ms max \([0-9.]*\) ms.*/\1 \2/p' |
         awk '{ m += $1; if ($2 > x) x = $2; n++ } END { if (n) printf "%.2f %.2f", m / n, x; else print "- -" }')"
     kill "$pid"
     wait "$pid" 2>/dev/null || true

@@ -151,7 +151,8 @@ struct Feed {
     /// Frames arrived since the task last looked.
     dirty: bool,
     waker: Option<Waker>,
-    /// (byte offset at which a video frame's last byte leaves, when it was handed to us).
+    /// (byte offset at which a video frame's last byte leaves, when it was handed to us). The
+    /// offset counts the media queue's record headers too, so it errs late by 4 bytes a record.
     marks: [(u64, Instant); LATENCY_MARKS],
     mark_head: usize,
     mark_len: usize,
@@ -645,7 +646,10 @@ impl Target {
                     .map(|p| p.stats())
                     .unwrap_or_default();
                 if let Some(written) = conn.written_bytes(cur.bytes_sent, out_start, out_end) {
-                    feed.settle(written, &mut lat);
+                    // A mark over-counts the queue's 4-byte record headers, so with the queue
+                    // drained every queued frame has left, whatever the marks say.
+                    let drained = cur.queued_media_bytes == 0 && written == cur.bytes_sent;
+                    feed.settle(if drained { u64::MAX } else { written }, &mut lat);
                 }
                 cur
             };
