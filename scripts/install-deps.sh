@@ -43,6 +43,12 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install --quiet --locked cargo-fuzz
 fi
 
+# Browser tests (tests/hls_e2e.rs): hls.js and playwright-core, pinned by the lock file.
+if command -v npm >/dev/null 2>&1 && [ ! -d tests/web/node_modules/hls.js ]; then
+    echo "install-deps: npm ci in tests/web"
+    (cd tests/web && npm ci --no-audit --no-fund --silent)
+fi
+
 for tool in ffmpeg ffprobe gst-launch-1.0 nginx chromium qemu-arm-static qemu-aarch64-static tsinfo node npm; do
     command -v "$tool" >/dev/null 2>&1 || { echo "install-deps: $tool is still missing" >&2; exit 1; }
 done

@@ -158,6 +158,27 @@ mod tests {
         }
     }
 
+    /// The packages install config/rillcast.toml as /etc/rillcast/rillcast.toml and the init
+    /// scripts pass `--board`: that pair must start on every board, or a fresh install fails.
+    #[test]
+    fn shipped_config_fits_every_board() {
+        let text = include_str!("../config/rillcast.toml");
+        for b in all() {
+            let cfg = crate::config::Config::parse_with_encoder(
+                text,
+                "config/rillcast.toml",
+                Some(&b.encoder_command),
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", b.name));
+            let plan = crate::media::budget::MemoryPlan::new(
+                &cfg,
+                Some(b.media_memory_mib),
+                Some(b.max_viewers),
+            );
+            assert!(plan.is_ok(), "{}: {}", b.name, plan.unwrap_err());
+        }
+    }
+
     #[test]
     fn encoder_commands_write_annex_b_to_stdout() {
         for b in all() {

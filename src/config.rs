@@ -17,26 +17,32 @@ use std::path::PathBuf;
 pub struct Config {
     pub rtsp: RtspConfig,
     pub http: HttpConfig,
+    pub hls: HlsConfig,
     pub media: MediaConfig,
     /// One table per stream; empty in the file means one stream `live` from `testsrc`.
     pub streams: BTreeMap<String, StreamConfig>,
-    /// RTMP/RTMPS push targets (`[[push]]`), each with its own connection and backoff.
+    /// RTMP/RTMPS push targets (`[[push]]`), in order; the web API addresses them by index.
+    /// Each has its own connection and backoff.
     pub push: Vec<PushConfig>,
+    /// Webhook receivers for events (`[[webhooks]]`).
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 /// One upstream RTMP(S) origin a stream is published to (`[[push]]`).
-#[derive(Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PushConfig {
     /// `rtmp://host[:port]/app[/key]` or `rtmps://...` (default ports 1935 / 443).
     pub url: String,
     /// The stream key; absent = the last path segment of `url`. Never logged in full.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     /// Which local stream (a `[streams.NAME]` table) to publish.
     pub stream: String,
     /// false = configured but not started (state `idle`).
     pub enabled: bool,
     /// rtmps: extra trusted CA certificates (PEM), added to the system roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
     /// Cap of the reconnect delay, which doubles per failed attempt (full jitter) up to this.
     pub backoff_max_ms: u32,
@@ -88,6 +94,14 @@ impl PushConfig {
     }
 }
 
+/// Where events are POSTed as JSON.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// `http://host[:port]/path` (plain HTTP; put a TLS proxy on the receiver's side if needed).
+    pub url: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RtspConfig {
@@ -127,6 +141,24 @@ pub struct HttpConfig {
     /// TCP port of the HTTP server (web page, API, HLS).
     pub port: u16,
     pub bind: String,
+    /// The web password as `scrypt$logN$r$p$salt$key`; absent = not set yet (the page asks
+    /// for one, and until then only the set-password screen and `/api/v1/health` answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
+    /// Host names the page and API answer to besides IP addresses, `localhost` and the
+    /// machine's own hostname (DNS-rebinding guard): e.g. `["cam.example.com", "*.home.arpa"]`.
+    pub allowed_hosts: Vec<String>,
+    /// Bearer tokens for machines, stored hashed as `sha256$hex` (create them on the page).
+    pub api_tokens: Vec<String>,
+    /// Open connections (HLS viewers, page, API); more are answered 503. Each may hold a
+    /// 17 KiB request buffer, counted in the memory plan. 0 = the viewer limit.
+    pub max_connections: u32,
+    /// A request head (and body) must arrive within this time of its first byte (slowloris).
+    pub request_timeout_ms: u32,
+    /// An idle keep-alive connection is closed after this long.
+    pub keepalive_timeout_ms: u32,
+    /// A client that accepts no response bytes for this long is disconnected.
+    pub send_timeout_ms: u32,
 }
 
 impl Default for HttpConfig {
@@ -134,6 +166,36 @@ impl Default for HttpConfig {
         HttpConfig {
             port: 8080,
             bind: "0.0.0.0".into(),
+            password_hash: None,
+            allowed_hosts: Vec::new(),
+            api_tokens: Vec::new(),
+            max_connections: 0,
+            request_timeout_ms: 10_000,
+            keepalive_timeout_ms: 15_000,
+            send_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// HLS from RAM (RFC 8216): `http://HOST:PORT/STREAM/index.m3u8` and `/master.m3u8`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HlsConfig {
+    pub enabled: bool,
+    /// Target segment duration; segments are cut at the first keyframe after it, so a GOP
+    /// longer than this makes longer segments.
+    pub segment_ms: u32,
+    /// Segments listed in the media playlist; as many again stay downloadable after they
+    /// leave it. Memory: (2 * window + 1) segments at the stream's max_bitrate_kbps.
+    pub window: u32,
+}
+
+impl Default for HlsConfig {
+    fn default() -> Self {
+        HlsConfig {
+            enabled: true,
+            segment_ms: 1000,
+            window: 6,
         }
     }
 }
@@ -142,7 +204,7 @@ impl Default for HttpConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct MediaConfig {
     /// Ceiling for all media memory (frame rings, HLS segments, viewer buffers) in MiB.
-    /// 0 = the board profile's figure (or 16 MiB without a board). Start-up fails if the
+    /// 0 = the board profile's figure (or 24 MiB without a board). Start-up fails if the
     /// streams' buffers do not fit.
     pub memory_mib: u32,
 }
@@ -330,7 +392,7 @@ impl Config {
     }
 
     /// Cross-field checks that serde cannot express. Returns the dotted key and the problem.
-    fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), (String, String)> {
         let err = |k: &str, m: &str| Err((k.to_string(), m.to_string()));
         if self.rtsp.port == 0 {
             return err("rtsp.port", "must be 1..=65535");
@@ -340,6 +402,21 @@ impl Config {
         }
         if self.http.port == self.rtsp.port && self.http.bind == self.rtsp.bind {
             return err("http.port", "must differ from rtsp.port");
+        }
+        if !(1000..=600_000).contains(&self.http.request_timeout_ms) {
+            return err("http.request_timeout_ms", "must be 1000..=600000");
+        }
+        if !(1000..=600_000).contains(&self.http.keepalive_timeout_ms) {
+            return err("http.keepalive_timeout_ms", "must be 1000..=600000");
+        }
+        if !(1000..=600_000).contains(&self.http.send_timeout_ms) {
+            return err("http.send_timeout_ms", "must be 1000..=600000");
+        }
+        if !(200..=30_000).contains(&self.hls.segment_ms) {
+            return err("hls.segment_ms", "must be 200..=30000");
+        }
+        if !(2..=60).contains(&self.hls.window) {
+            return err("hls.window", "must be 2..=60");
         }
         if self.rtsp.udp_port != 0
             && (self.rtsp.udp_port == u16::MAX
@@ -359,8 +436,57 @@ impl Config {
         if !(576..=9000).contains(&self.rtsp.max_packet_bytes) {
             return err("rtsp.max_packet_bytes", "must be 576..=9000");
         }
+        if let Some(h) = &self.http.password_hash {
+            if !h.starts_with("scrypt$") || h.len() > 256 {
+                return err(
+                    "http.password_hash",
+                    "must be scrypt$logN$r$p$salt$key (set it on the web page)",
+                );
+            }
+        }
+        if self.http.allowed_hosts.len() > 32 {
+            return err("http.allowed_hosts", "at most 32 entries");
+        }
+        for h in &self.http.allowed_hosts {
+            if !crate::web::auth::valid_host_pattern(h) {
+                return err(
+                    "http.allowed_hosts",
+                    "entries are host names, *.domain or addresses, without a port",
+                );
+            }
+        }
+        if self.http.api_tokens.len() > 32 {
+            return err("http.api_tokens", "at most 32 tokens");
+        }
+        if !self
+            .http
+            .api_tokens
+            .iter()
+            .all(|t| crate::web::auth::is_valid_token_hash(t))
+        {
+            return err(
+                "http.api_tokens",
+                "entries are sha256$<64 hex> (create tokens on the web page)",
+            );
+        }
+        if self.push.len() > 16 {
+            return err("push", "at most 16 push targets");
+        }
         for (i, p) in self.push.iter().enumerate() {
-            validate_push(p, i, self)?;
+            if let Err((f, m)) = validate_push(p, &self.streams) {
+                return Err((format!("push.{i}.{f}"), m.into()));
+            }
+        }
+        if self.webhooks.len() > 8 {
+            return err("webhooks", "at most 8 webhooks");
+        }
+        for (i, w) in self.webhooks.iter().enumerate() {
+            if crate::web::events::parse_http_url(&w.url).is_none() {
+                return Err((
+                    format!("webhooks.{i}.url"),
+                    "expected http://host[:port]/path".into(),
+                ));
+            }
         }
         for (name, s) in &self.streams {
             let k = |f: &str| format!("streams.{name}.{f}");
@@ -398,59 +524,56 @@ impl Config {
     }
 }
 
-/// `[[push]]` entry `i`. Errors name the entry by index (`push[0].url`) and never echo the key.
-fn validate_push(p: &PushConfig, i: usize, cfg: &Config) -> Result<(), (String, String)> {
-    let e = |f: &str, m: String| Err((format!("push[{i}].{f}"), m));
-    let lower = p.url.to_ascii_lowercase();
-    if !(lower.starts_with("rtmp://") || lower.starts_with("rtmps://")) {
-        return e(
-            "url",
-            "must start with rtmp:// or rtmps:// (e.g. \"rtmp://origin.example/live\")".into(),
-        );
+/// Checks one push target; returns the field and the problem.
+pub fn validate_push(
+    p: &PushConfig,
+    streams: &BTreeMap<String, StreamConfig>,
+) -> Result<(), (&'static str, &'static str)> {
+    let rest = p
+        .url
+        .strip_prefix("rtmp://")
+        .or_else(|| p.url.strip_prefix("rtmps://"));
+    match rest {
+        _ if p.url.len() > 512 => return Err(("url", "at most 512 characters")),
+        None => return Err(("url", "must start with rtmp:// or rtmps://")),
+        Some(r) => {
+            let (host, path) = r.split_once('/').unwrap_or((r, ""));
+            if host.is_empty() || path.is_empty() {
+                return Err(("url", "expected rtmp://host[:port]/app[/key]"));
+            }
+            if p.url.bytes().any(|b| b <= b' ' || b == 0x7f) {
+                return Err(("url", "no spaces or control characters"));
+            }
+        }
     }
-    if p.key.as_deref() == Some("") {
-        return e(
-            "key",
-            "is empty: remove it to take the key from the URL path".into(),
-        );
+    if let Some(k) = &p.key {
+        if k.is_empty() || k.len() > 256 || k.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err(("key", "1-256 characters, no spaces or control characters"));
+        }
     }
+    if !streams.contains_key(&p.stream) {
+        return Err(("stream", "no such stream"));
+    }
+    // The same parser the push shell uses; its messages never contain the key.
     let url = match crate::proto::rtmp::RtmpUrl::parse_with_key(&p.url, p.key.as_deref()) {
         Ok(u) => u,
-        Err(err) => {
-            return e(
-                "url",
-                format!("{err} (expected rtmp[s]://host[:port]/app/KEY or key = \"...\")"),
-            )
-        }
+        Err(crate::proto::rtmp::RtmpError::InvalidUrl(why)) => return Err(("url", why)),
+        Err(_) => return Err(("url", "expected rtmp://host[:port]/app[/key]")),
     };
     #[cfg(not(feature = "rtmps"))]
     if url.tls {
-        return e(
-            "url",
-            "rtmps:// needs a build with the `rtmps` feature".into(),
-        );
+        return Err(("url", "rtmps:// needs a build with the `rtmps` feature"));
     }
-    if url.key.is_empty() {
-        return e(
-            "key",
-            "no stream key: add it to the URL path or set key = \"...\"".into(),
-        );
-    }
-    if !cfg.streams.contains_key(&p.stream) {
-        let known: Vec<&str> = cfg.streams.keys().map(|s| s.as_str()).collect();
-        return e(
-            "stream",
-            format!("no stream \"{}\" (streams: {})", p.stream, known.join(", ")),
-        );
-    }
+    // A missing stream key is allowed here (the page saves a target before its key is known);
+    // the push shell reports it in the target's state instead of connecting.
     if p.ca_file.is_some() && !url.tls {
-        return e("ca_file", "only applies to rtmps:// URLs".into());
+        return Err(("ca_file", "only applies to rtmps:// URLs"));
     }
     if !(1000..=600_000).contains(&p.backoff_max_ms) {
-        return e("backoff_max_ms", "must be 1000..=600000".into());
+        return Err(("backoff_max_ms", "must be 1000..=600000"));
     }
     if p.queue_kib != 0 && !(64..=65_536).contains(&p.queue_kib) {
-        return e("queue_kib", "must be 0 (auto) or 64..=65536".into());
+        return Err(("queue_kib", "must be 0 (auto) or 64..=65536"));
     }
     Ok(())
 }
@@ -716,81 +839,35 @@ ca_file = "/etc/rillcast/ca.pem"
     #[test]
     fn push_errors_name_entry_and_hide_key() {
         for (t, key, hint) in [
+            ("[[push]]\nurl = \"http://x/live/k\"\n", "push.0.url", "rtmp://"),
+            ("[[push]]\nurl = \"rtmp://x:0/live/k\"\n", "push.0.url", "bad port"),
             (
-                "[[push]]
-url = \"http://x/live/k\"
-",
-                "push[0].url",
-                "rtmp://",
+                "[[push]]\nurl = \"rtmp://x/live/k\"\nstream = \"cam\"\n",
+                "push.0.stream",
+                "no such stream",
             ),
             (
-                "[[push]]
-url = \"rtmp://x/live\"
-",
-                "push[0].key",
-                "no stream key",
-            ),
-            (
-                "[[push]]
-url = \"rtmp:///live/k\"
-",
-                "push[0].url",
-                "empty host",
-            ),
-            (
-                "[[push]]
-url = \"rtmp://x/live/k\"
-stream = \"cam\"
-",
-                "push[0].stream",
-                "streams: live",
-            ),
-            (
-                "[[push]]
-url = \"rtmp://x/live/k\"
-ca_file = \"/a.pem\"
-",
-                "push[0].ca_file",
+                "[[push]]\nurl = \"rtmp://x/live/k\"\nca_file = \"/a.pem\"\n",
+                "push.0.ca_file",
                 "rtmps",
             ),
             (
-                "[[push]]
-url = \"rtmp://x/live/k\"
-backoff_max_ms = 10
-",
-                "push[0].backoff_max_ms",
+                "[[push]]\nurl = \"rtmp://x/live/k\"\nbackoff_max_ms = 10\n",
+                "push.0.backoff_max_ms",
                 "1000",
             ),
             (
-                "[[push]]
-url = \"rtmp://x/live/k\"
-[[push]]
-url = \"rtmp://x/live/k\"
-queue_kib = 1
-",
-                "push[1].queue_kib",
+                "[[push]]\nurl = \"rtmp://x/live/k\"\n[[push]]\nurl = \"rtmp://x/live/k\"\nqueue_kib = 1\n",
+                "push.1.queue_kib",
                 "64",
             ),
-            (
-                "[[push]]
-url = \"rtmp://x/live\"
-key = \"\"
-",
-                "push[0].key",
-                "empty",
-            ),
+            ("[[push]]\nurl = \"rtmp://x/live\"\nkey = \"\"\n", "push.0.key", "1-256"),
         ] {
             let e = Config::parse(t, "x").unwrap_err();
             assert!(e.message.starts_with(key), "{t:?} -> {e}");
             assert!(e.message.contains(hint), "{t:?} -> {e}");
         }
-        let e = Config::parse(
-            "[[push]]
-url = \"rtmp://h:0/live/topsecret\"
-",
-            "x",
-        )
-        .unwrap_err();
+        let e = Config::parse("[[push]]\nurl = \"rtmp://h:0/live/topsecret\"\n", "x").unwrap_err();
         assert!(!e.message.contains("topsecret"), "{e}");
     }
 

@@ -736,46 +736,58 @@ fn rtmps_through_tls_terminator_and_wrong_ca() {
 }
 
 #[test]
-fn fleet_of_50_targets_into_one_origin() {
+fn fleet_of_50_sessions_into_one_origin() {
     let _g = serial();
     require_media_tools();
-    const N: usize = 50;
+    // 5 edge daemons x 10 targets (a daemon takes at most 16): 50 publish sessions.
+    const DAEMONS: usize = 5;
+    const PER: usize = 10;
     let dir = temp_dir("push-fleet");
     let nginx = Nginx::start(&dir, free_port(), NginxOpts::default());
-    let mut push = String::new();
-    for i in 0..N {
-        push.push_str(&push_table(
-            &nginx.url(&format!("edge{i}")),
-            "queue_kib = 128",
-        ));
-    }
-    // 50 x (128 KiB queue + fixed buffers) needs more than the default 16 MiB. The stream's
-    // hub takes max_viewers + 4 consumers (200 + 4 by default), so 50 pushes fit.
-    let cfg = format!(
-        "[media]\nmemory_mib = 64\n{}",
-        daemon_config(320, 240, &push)
-    );
-    let d = Daemon::start("push-fleet", &cfg);
+    let daemons: Vec<Daemon> = (0..DAEMONS)
+        .map(|k| {
+            let mut push = String::new();
+            for i in 0..PER {
+                push.push_str(&push_table(
+                    &nginx.url(&format!("edge{k}x{i}")),
+                    "queue_kib = 128",
+                ));
+            }
+            let cfg = format!(
+                "[media]\nmemory_mib = 32\n{}",
+                daemon_config(320, 240, &push)
+            );
+            Daemon::start(&format!("push-fleet{k}"), &cfg)
+        })
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let up = (0..N)
-            .filter(|&i| {
-                let p = publishing(i);
-                count_lines(&d, &[&p[0], &p[1]]) > 0
+        let up: usize = daemons
+            .iter()
+            .map(|d| {
+                (0..PER)
+                    .filter(|&i| {
+                        let p = publishing(i);
+                        count_lines(d, &[&p[0], &p[1]]) > 0
+                    })
+                    .count()
             })
-            .count();
-        if up == N {
+            .sum();
+        if up == DAEMONS * PER {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "only {up} of {N} targets publishing after 60 s:\n{}",
-            d.log()
+            "only {up} of {} sessions publishing after 60 s",
+            DAEMONS * PER
         );
         std::thread::sleep(Duration::from_millis(250));
     }
     // Every stream readable: probe all, 10 at a time, each bounded.
-    let urls: Vec<String> = (0..N).map(|i| nginx.url(&format!("edge{i}"))).collect();
+    let urls: Vec<String> = (0..DAEMONS)
+        .flat_map(|k| (0..PER).map(move |i| format!("edge{k}x{i}")))
+        .map(|key| nginx.url(&key))
+        .collect();
     for batch in urls.chunks(10) {
         let handles: Vec<_> = batch
             .iter()
@@ -790,5 +802,7 @@ fn fleet_of_50_targets_into_one_origin() {
             );
         }
     }
-    assert_eq!(count_lines(&d, &["backing off"]), 0, "{}", d.log());
+    for d in &daemons {
+        assert_eq!(count_lines(d, &["backing off"]), 0, "{}", d.log());
+    }
 }

@@ -457,13 +457,16 @@ command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i
     };
     assert!(read_for(&mut c, Duration::from_secs(2)) > 20);
     // Kill the encoder (the daemon's child).
-    let children =
-        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", d.pid())).unwrap();
-    let pid = children
-        .split_whitespace()
-        .next()
-        .expect("encoder child")
-        .to_string();
+    // The encoder is a child of the stream's ingest thread: look in every task.
+    let mut pid = None;
+    for t in std::fs::read_dir(format!("/proc/{}/task", d.pid())).unwrap() {
+        let path = t.unwrap().path().join("children");
+        let children = std::fs::read_to_string(path).unwrap_or_default();
+        if let Some(p) = children.split_whitespace().next() {
+            pid = Some(p.to_string());
+        }
+    }
+    let pid = pid.expect("encoder child process");
     assert!(Command::new("kill")
         .args(["-9", &pid])
         .status()
@@ -476,4 +479,134 @@ command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i
     let log = d.log();
     assert!(log.contains("restarting in"), "restart logged:\n{log}");
     assert!(log.matches("encoder started").count() >= 2, "{log}");
+}
+
+/// MPEG-TS ingest over TCP (rillcast connects to an encoder that listens) and over UDP:
+/// PES timestamps are used, and ffmpeg decodes what comes out over RTSP.
+#[test]
+fn mpegts_ingest_over_tcp_and_udp() {
+    require_tool("ffmpeg");
+    for kind in ["tcp", "udp"] {
+        let port = free_port();
+        let out_url = match kind {
+            "tcp" => format!("tcp://127.0.0.1:{port}?listen=1"),
+            _ => format!("udp://127.0.0.1:{port}?pkt_size=1316"),
+        };
+        let cfg = format!(
+            "[streams.ts.source]\nkind = \"{kind}\"\nformat = \"mpegts\"\naddress = \"127.0.0.1:{port}\"\n\
+             restart_min_ms = 200\n"
+        );
+        // For UDP the daemon binds first; for TCP the encoder listens first.
+        let mut encoder = std::process::Command::new("ffmpeg");
+        encoder
+            .args(["-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i"])
+            .args([
+                "testsrc2=size=320x240:rate=25",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=sample_rate=44100",
+            ])
+            .args([
+                "-t",
+                "30",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-bf",
+                "0",
+                "-g",
+                "25",
+            ])
+            .args(["-c:a", "aac", "-f", "mpegts", &out_url])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let (d, mut enc) = if kind == "tcp" {
+            let enc = encoder.spawn().unwrap();
+            std::thread::sleep(Duration::from_millis(500));
+            (Daemon::start(&format!("ts-{kind}"), &cfg), enc)
+        } else {
+            let d = Daemon::start(&format!("ts-{kind}"), &cfg);
+            (d, encoder.spawn().unwrap())
+        };
+        d.wait_live("ts", Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(500));
+        let (frames, err) = ffmpeg_decode(&d.url("ts"), "tcp", 5, &["-map", "0"]);
+        assert_clean(&err, kind);
+        assert!(
+            (122..=128).contains(&frames),
+            "{kind}: {frames} frames for 5 s at 25 fps"
+        );
+        let (ok, out, err) = run_bounded(
+            Command::new("ffprobe")
+                .args(["-v", "error", "-rtsp_transport", "tcp", "-show_entries"])
+                .args(["stream=codec_name,sample_rate", "-of", "csv=p=0"])
+                .arg(d.url("ts")),
+            Duration::from_secs(20),
+        );
+        assert!(ok, "ffprobe: {err}");
+        assert!(
+            out.contains("h264") && out.contains("aac,44100"),
+            "{kind}: {out}"
+        );
+        let _ = enc.kill();
+        let _ = enc.wait();
+    }
+}
+
+/// Basic and Digest authentication with a real client; wrong or missing credentials are 401.
+#[test]
+fn auth_with_ffmpeg_and_rejections() {
+    let cfg =
+        format!("{TESTSRC_SMALL}\n[streams.live.auth]\nuser = \"cam\"\npassword = \"s3cret\"\n");
+    let d = Daemon::start("auth", &cfg);
+    let mut c = RtspClient::connect(d.rtsp_port).unwrap();
+    let (st, headers, _) = c.request("DESCRIBE", &d.url("live"), &[]).unwrap();
+    assert_eq!(st, 401);
+    assert!(headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("WWW-Authenticate") && v.starts_with("Digest")));
+    // Basic with a wrong password.
+    let (st, _, _) = c
+        .request(
+            "DESCRIBE",
+            &d.url("live"),
+            &[("Authorization", "Basic Y2FtOndyb25n")],
+        )
+        .unwrap();
+    assert_eq!(st, 401);
+    // Basic with the right one ("cam:s3cret").
+    let (st, _, _) = c
+        .request(
+            "DESCRIBE",
+            &d.url("live"),
+            &[("Authorization", "Basic Y2FtOnMzY3JldA==")],
+        )
+        .unwrap();
+    assert_eq!(st, 200);
+    // ffmpeg (Digest) with credentials in the URL decodes; without them it is refused.
+    let url = format!("rtsp://cam:s3cret@127.0.0.1:{}/live", d.rtsp_port);
+    let (frames, err) = ffmpeg_decode(&url, "tcp", 2, &[]);
+    assert!(frames > 50, "{frames} frames: {err}");
+    let (ok, _, err) = run_bounded(
+        Command::new("ffmpeg").args([
+            "-v",
+            "error",
+            "-rtsp_transport",
+            "tcp",
+            "-i",
+            &d.url("live"),
+            "-t",
+            "1",
+            "-f",
+            "null",
+            "-",
+        ]),
+        Duration::from_secs(20),
+    );
+    assert!(
+        !ok && err.contains("401"),
+        "no credentials must fail with 401: {err}"
+    );
 }

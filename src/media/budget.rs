@@ -22,7 +22,9 @@ pub const PUSH_FIXED_BYTES: usize = 128 * 1024;
 /// Viewer limit without a board profile or `rtsp.max_viewers`.
 pub const DEFAULT_MAX_VIEWERS: u32 = 200;
 /// Media memory ceiling without a board profile or `media.memory_mib`.
-pub const DEFAULT_MEMORY_MIB: u32 = 16;
+pub const DEFAULT_MEMORY_MIB: u32 = 24;
+/// HLS: segment metadata kept per stored segment (the segmenter's table entry).
+pub const HLS_SEGMENT_ENTRY_BYTES: usize = 64;
 
 /// What one stream gets.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,8 +34,11 @@ pub struct StreamPlan {
     pub ring_slots: usize,
     /// Largest access unit accepted (a quarter of the ring); also the ingest staging size.
     pub max_au_bytes: usize,
-    /// HLS segment arena (window + retention, at the stream's bitrate ceiling).
+    /// HLS segment arena (window + retention + the open segment, at the stream's bitrate
+    /// ceiling, with TS overhead); 0 when HLS is off.
     pub hls_bytes: usize,
+    /// Segments the HLS segmenter keeps: `2 * window + 1` (listed, retained, open).
+    pub hls_segments: usize,
     pub total_bytes: usize,
 }
 
@@ -53,6 +58,9 @@ pub struct MemoryPlan {
     pub pushes: Vec<PushPlan>,
     pub max_viewers: u32,
     pub viewer_bytes: usize,
+    /// HTTP connections allowed at once, and their request buffers plus the shared send buffer.
+    pub http_connections: u32,
+    pub http_bytes: usize,
     pub total_bytes: usize,
     pub ceiling_bytes: usize,
 }
@@ -81,9 +89,18 @@ impl MemoryPlan {
             let max_au_bytes = ring_bytes / 4;
             // Staging: the assembler's NAL and AU buffers, the ADTS splitter, read buffers.
             let ingest = 2 * max_au_bytes + 8192 + 2 * INGEST_READ_BUFFER_BYTES;
-            // HLS: 6 one-second segments listed + as many retained, at the bitrate ceiling,
-            // plus one being written; at least 3 x the ring's per-frame cap.
-            let hls_bytes = ((13 * s.max_bitrate_kbps as usize * 1000) / 8).max(3 * max_au_bytes);
+            // HLS: `window` segments listed + as many retained (RFC 8216 §6.2.2: a segment
+            // stays available for a playlist duration after it leaves) + the one being
+            // written, at the bitrate ceiling, plus 1/8 for TS overhead (188/184 framing, PES
+            // headers, AAC frames padded to whole packets); at least 3 x the largest frame.
+            let (hls_bytes, hls_segments) = if cfg.hls.enabled {
+                let segs = 2 * cfg.hls.window as usize + 1;
+                let es = segs * cfg.hls.segment_ms as usize * s.max_bitrate_kbps as usize / 8;
+                let arena = (es + es / 8).max(3 * max_au_bytes);
+                (arena + segs * HLS_SEGMENT_ENTRY_BYTES, segs)
+            } else {
+                (0, 0)
+            };
             let total = MediaRing::memory_bytes(ring_bytes, ring_slots) + ingest + hls_bytes;
             streams.push(StreamPlan {
                 name: name.clone(),
@@ -91,6 +108,7 @@ impl MemoryPlan {
                 ring_slots,
                 max_au_bytes,
                 hls_bytes,
+                hls_segments,
                 total_bytes: total,
             });
         }
@@ -113,13 +131,22 @@ impl MemoryPlan {
             });
         }
         let push_bytes = pushes.iter().map(|p| p.total_bytes).sum::<usize>();
-        let total_bytes =
-            streams.iter().map(|s| s.total_bytes).sum::<usize>() + viewer_bytes + push_bytes;
+        let http_connections = match cfg.http.max_connections {
+            0 => max_viewers,
+            n => n,
+        };
+        let http_bytes = http_connections as usize * crate::net::http::CONNECTION_BUFFER_BYTES
+            + crate::net::http::SEND_CHUNK_BYTES;
+        let total_bytes = streams.iter().map(|s| s.total_bytes).sum::<usize>()
+            + viewer_bytes
+            + http_bytes
+            + push_bytes;
         let ceiling_bytes = ceiling_mib as usize * 1024 * 1024;
         if total_bytes > ceiling_bytes {
             return Err(format!(
                 "media memory needed is {:.1} MiB but the ceiling is {} MiB: raise media.memory_mib, \
-                 or lower buffer_ms / max_bitrate_kbps of the streams, or rtsp.max_viewers, or push queue_kib",
+                 or lower buffer_ms / max_bitrate_kbps of the streams, rtsp.max_viewers, \
+                 http.max_connections, hls.window or push queue_kib",
                 total_bytes as f64 / 1048576.0,
                 ceiling_mib
             ));
@@ -129,6 +156,8 @@ impl MemoryPlan {
             pushes,
             max_viewers,
             viewer_bytes,
+            http_connections,
+            http_bytes,
             total_bytes,
             ceiling_bytes,
         })
@@ -138,15 +167,25 @@ impl MemoryPlan {
         let per: Vec<String> = self
             .streams
             .iter()
-            .map(|s| format!("{} {:.1}", s.name, s.total_bytes as f64 / 1048576.0))
+            .map(|s| {
+                format!(
+                    "{} {:.1} incl. HLS {:.1}",
+                    s.name,
+                    s.total_bytes as f64 / 1048576.0,
+                    s.hls_bytes as f64 / 1048576.0
+                )
+            })
             .collect();
         let mut s = format!(
-            "media memory: {:.1} MiB of {} MiB ceiling (streams: {}; {} viewers {:.1}",
+            "media memory: {:.1} MiB of {} MiB ceiling (streams: {}; {} viewers {:.1}; \
+             {} HTTP connections {:.1}",
             self.total_bytes as f64 / 1048576.0,
             self.ceiling_bytes / 1048576,
             per.join(", "),
             self.max_viewers,
-            self.viewer_bytes as f64 / 1048576.0
+            self.viewer_bytes as f64 / 1048576.0,
+            self.http_connections,
+            self.http_bytes as f64 / 1048576.0
         );
         if !self.pushes.is_empty() {
             let push: usize = self.pushes.iter().map(|p| p.total_bytes).sum();
@@ -174,6 +213,14 @@ mod tests {
         assert_eq!(p.max_viewers, 200);
         assert!(p.total_bytes <= p.ceiling_bytes);
         assert!(p.summary().starts_with("media memory: "));
+        // HLS: 13 one-second segments at 4000 kbps (6.5 MB) + 1/8 TS overhead + the table.
+        assert_eq!(p.streams[0].hls_segments, 13);
+        assert_eq!(p.streams[0].hls_bytes, 6_500_000 + 812_500 + 13 * 64);
+        assert_eq!(p.http_connections, 200);
+        let off = Config::parse("[hls]\nenabled = false\n", "t").unwrap();
+        let q = MemoryPlan::new(&off, None, None).unwrap();
+        assert_eq!(q.streams[0].hls_bytes, 0);
+        assert_eq!(p.total_bytes - q.total_bytes, p.streams[0].hls_bytes);
     }
 
     #[test]

@@ -6,16 +6,17 @@
 //! they keep a [`RingCursor`](super::ring::RingCursor) and never block — a consumer that cannot
 //! take more leaves its cursor where it is and is called again later by its own shell.
 //!
-//! No sockets here, no clock reads: `now_ms` is passed in. Single-threaded by design: the hub
-//! lives in an `Rc<RefCell<_>>` on the daemon's media thread.
+//! No sockets here, no clock reads: `now_ms` is passed in. The hub lives in a [`SharedHub`]
+//! (`Arc<Mutex<_>>`): a stream's ingest threads publish into it, and the frame reaches every
+//! consumer on that same thread, in the same turn — the per-frame path never touches the async
+//! runtime (whose reactor allocates per I/O event). Lock order: hub, then consumer.
 
 use super::ring::{MediaRing, RingError};
 use super::{AudioParams, FrameMeta, Track, VideoParams};
-use std::cell::RefCell;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
-/// Something that reads a stream's frames.
-pub trait Consumer {
+/// Something that reads a stream's frames. Called on the publishing (ingest) thread.
+pub trait Consumer: Send {
     /// A new frame is in `hub.ring`: send what you can without blocking.
     fn on_frame(&mut self, hub: &StreamView<'_>, now_ms: u64);
     /// The consumer is finished (disconnected, failed): the hub drops it.
@@ -28,8 +29,8 @@ pub struct StreamView<'a> {
     pub ring: &'a MediaRing,
     pub video: Option<&'a VideoParams>,
     pub audio: Option<&'a AudioParams>,
-    /// Bumped whenever codec parameters change (consumers re-send headers, HLS marks a
-    /// discontinuity).
+    /// Bumped whenever codec parameters change or the source restarted (consumers re-send
+    /// headers, HLS marks a discontinuity).
     pub params_generation: u32,
 }
 
@@ -42,7 +43,16 @@ pub struct HubStats {
     pub consumers_refused: u64,
 }
 
-pub type ConsumerRef = Rc<RefCell<dyn Consumer>>;
+pub type ConsumerRef = Arc<Mutex<dyn Consumer>>;
+
+/// A hub shared between its ingest threads and the control plane.
+pub type SharedHub = Arc<Mutex<StreamHub>>;
+
+/// Locks a mutex, recovering the data if a thread panicked while holding it: media state is
+/// always left consistent between frames, so a poisoned lock is not a reason to stop serving.
+pub fn lock<T: ?Sized>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 pub struct StreamHub {
     pub name: String,
@@ -52,6 +62,8 @@ pub struct StreamHub {
     pub params_generation: u32,
     /// Wall-clock-free liveness: `now_ms` of the last frame.
     pub last_frame_ms: Option<u64>,
+    /// Times the source driver restarted its input (for the web page and metrics).
+    pub source_restarts: u64,
     consumers: Vec<ConsumerRef>,
     max_consumers: usize,
     stats: HubStats,
@@ -66,6 +78,7 @@ impl StreamHub {
             audio: None,
             params_generation: 0,
             last_frame_ms: None,
+            source_restarts: 0,
             consumers: Vec::with_capacity(max_consumers),
             max_consumers,
             stats: HubStats::default(),
@@ -100,7 +113,7 @@ impl StreamHub {
 
     /// Registers a consumer; refused (false) when the hub is at capacity.
     pub fn add_consumer(&mut self, c: ConsumerRef) -> bool {
-        self.consumers.retain(|c| !c.borrow().is_closed());
+        self.consumers.retain(|c| !lock(c).is_closed());
         if self.consumers.len() >= self.max_consumers {
             self.stats.consumers_refused += 1;
             return false;
@@ -110,7 +123,7 @@ impl StreamHub {
     }
 
     pub fn remove_consumer(&mut self, c: &ConsumerRef) {
-        self.consumers.retain(|x| !Rc::ptr_eq(x, c));
+        self.consumers.retain(|x| !Arc::ptr_eq(x, c));
     }
 
     pub fn set_video_params(&mut self, p: VideoParams) {
@@ -118,6 +131,13 @@ impl StreamHub {
             self.video = Some(p);
             self.params_generation += 1;
         }
+    }
+
+    /// The source restarted (encoder process, connection): counted like a parameter change,
+    /// so consumers that care (HLS marks a discontinuity) see it in `params_generation`.
+    pub fn source_restarted(&mut self) {
+        self.params_generation += 1;
+        self.source_restarts += 1;
     }
 
     pub fn set_audio_params(&mut self, p: AudioParams) {
@@ -148,16 +168,12 @@ impl StreamHub {
         };
         let mut any_closed = false;
         for c in &self.consumers {
-            // A consumer's own shell may hold its borrow only across no await, so this
-            // borrow cannot conflict; if it ever does, skip it this frame (its cursor stays).
-            if let Ok(mut c) = c.try_borrow_mut() {
-                c.on_frame(&view, now_ms);
-                any_closed |= c.is_closed();
-            }
+            let mut c = lock(c);
+            c.on_frame(&view, now_ms);
+            any_closed |= c.is_closed();
         }
         if any_closed {
-            self.consumers
-                .retain(|c| c.try_borrow().map_or(true, |c| !c.is_closed()));
+            self.consumers.retain(|c| !lock(c).is_closed());
         }
         Ok(())
     }
@@ -303,19 +319,19 @@ mod tests {
     #[test]
     fn publish_reaches_consumers_and_closed_ones_leave() {
         let mut hub = StreamHub::new("live", MediaRing::new(4096, 16), 2);
-        let a: Rc<RefCell<Recorder>> = Rc::new(RefCell::new(Recorder {
+        let a: Arc<Mutex<Recorder>> = Arc::new(Mutex::new(Recorder {
             cursor: 0,
             got: vec![],
             closed_after: 100,
         }));
-        let b: Rc<RefCell<Recorder>> = Rc::new(RefCell::new(Recorder {
+        let b: Arc<Mutex<Recorder>> = Arc::new(Mutex::new(Recorder {
             cursor: 0,
             got: vec![],
             closed_after: 2,
         }));
         assert!(hub.add_consumer(a.clone()));
         assert!(hub.add_consumer(b.clone()));
-        let c: ConsumerRef = Rc::new(RefCell::new(Recorder {
+        let c: ConsumerRef = Arc::new(Mutex::new(Recorder {
             cursor: 0,
             got: vec![],
             closed_after: 1,
@@ -324,8 +340,8 @@ mod tests {
         for i in 0..3 {
             hub.publish(meta(i == 0), &[0; 10], i).unwrap();
         }
-        assert_eq!(a.borrow().got, vec![(0, 10), (1, 10), (2, 10)]);
-        assert_eq!(b.borrow().got, vec![(0, 10), (1, 10)]);
+        assert_eq!(lock(&a).got, vec![(0, 10), (1, 10), (2, 10)]);
+        assert_eq!(lock(&b).got, vec![(0, 10), (1, 10)]);
         assert_eq!(hub.consumer_count(), 1);
         assert!(hub.publish(meta(false), &[0; 2000], 9).is_err());
         assert_eq!(hub.stats().dropped_too_large, 1);

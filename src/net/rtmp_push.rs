@@ -14,13 +14,17 @@
 //! continuing the previous connection's clock because origins treat a re-publish as a new
 //! stream anyway, and a gap of seconds at the start of a new publish confuses players more.
 //!
-//! Must not: block the media thread (every socket call is non-blocking), hold a `RefCell`
-//! borrow across an `.await`, log the stream key (only [`RtmpUrl::redacted`]), or allocate per
+//! Threads: the [`Feed`] consumer runs on the stream's ingest thread (inside the hub's lock,
+//! then its own: lock order hub → feed); the task runs on the media thread and takes the feed's
+//! lock only around publisher calls, never across a socket write or an `.await`.
+//!
+//! Must not: block the media thread (every socket call is non-blocking), hold a lock or a
+//! `RefCell` borrow across an `.await`, log the stream key (only [`RtmpUrl::redacted`]), or allocate per
 //! frame (buffers are allocated once per target; the publisher once per connection).
 
 use crate::config::PushConfig;
 use crate::ingest::source::Epoch;
-use crate::media::fanout::{Consumer, FrameCursor, StreamHub, StreamView};
+use crate::media::fanout::{lock, Consumer, ConsumerRef, FrameCursor, SharedHub, StreamView};
 use crate::media::Track;
 use crate::proto::rtmp::handshake::C1_RANDOM_BYTES;
 use crate::proto::rtmp::{
@@ -32,6 +36,7 @@ use std::cell::RefCell;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -263,15 +268,145 @@ impl Consumer for Feed {
     }
 }
 
-/// Starts target `index` of `cfg` publishing `hub`; returns its status snapshot. A disabled
-/// target stays `Idle` and starts no task. `queue_bytes` comes from the memory plan.
+/// One configured target: its status, and while enabled its task and hub consumer.
+struct Running {
+    status: PushStatusRef,
+    enabled: bool,
+    /// Dropping the task cancels it (closing the socket).
+    task: Option<smol::Task<()>>,
+    consumer: Option<(SharedHub, ConsumerRef)>,
+}
+
+impl Running {
+    fn stop(&mut self) {
+        self.task = None;
+        if let Some((hub, c)) = self.consumer.take() {
+            lock(&hub).remove_consumer(&c);
+        }
+    }
+}
+
+/// Every push target of the daemon, by config index. Lives on the media thread; the web API
+/// reads statuses and restarts targets through [`crate::web::live::PushView`].
+pub struct PushManager {
+    hubs: Vec<(String, SharedHub, u32)>,
+    epoch: Epoch,
+    targets: RefCell<Vec<Running>>,
+}
+
+impl PushManager {
+    /// `hubs`: (stream name, hub, the stream's max_bitrate_kbps for auto-sized queues).
+    pub fn new(hubs: Vec<(String, SharedHub, u32)>, epoch: Epoch) -> Rc<Self> {
+        Rc::new(PushManager {
+            hubs,
+            epoch,
+            targets: RefCell::new(Vec::new()),
+        })
+    }
+
+    /// Starts every target of `cfg` (queues as planned by [`MemoryPlan`](crate::media::budget::MemoryPlan)).
+    pub fn start_all(&self, cfg: &crate::config::Config) {
+        let mut t = self.targets.borrow_mut();
+        for r in t.iter_mut() {
+            r.stop();
+        }
+        t.clear();
+        for (i, p) in cfg.push.iter().enumerate() {
+            t.push(self.start(i, p));
+        }
+    }
+
+    /// The status snapshot of target `index`.
+    pub fn status(&self, index: usize) -> Option<PushStatus> {
+        self.targets
+            .borrow()
+            .get(index)
+            .map(|r| r.status.borrow().clone())
+    }
+
+    fn start(&self, index: usize, cfg: &PushConfig) -> Running {
+        let hub = self.hubs.iter().find(|(n, _, _)| *n == cfg.stream);
+        let kbps = hub.map_or(4000, |h| h.2);
+        let hub = hub.map(|h| h.1.clone());
+        let (status, task, consumer) =
+            spawn_push(index, cfg, cfg.queue_bytes(kbps), hub, self.epoch);
+        Running {
+            status,
+            enabled: cfg.enabled,
+            task,
+            consumer,
+        }
+    }
+}
+
+impl crate::web::live::PushView for PushManager {
+    fn status(&self, index: usize, cfg: &PushConfig) -> Option<crate::web::status::PushStatus> {
+        let targets = self.targets.borrow();
+        let r = targets.get(index)?;
+        let st = r.status.borrow();
+        let now = self.epoch.now_ms();
+        let (state, attempt) = match &st.state {
+            PushState::Idle if !r.enabled => ("disabled", 0),
+            PushState::Idle => ("idle", 0),
+            PushState::Connecting { attempt } => ("connecting", *attempt),
+            PushState::Publishing => ("publishing", 0),
+            PushState::BackingOff { attempt, .. } => ("backing_off", *attempt),
+        };
+        Some(crate::web::status::PushStatus {
+            index,
+            stream: cfg.stream.clone(),
+            url: st.url.clone(),
+            enabled: r.enabled,
+            state,
+            last_error: st.last_error.clone(),
+            next_retry_s: st.next_try_in_ms(now).map(|ms| ms.div_ceil(1000)),
+            attempt,
+            reconnects: st.publishes.saturating_sub(1),
+            bytes_sent: st.bytes_sent_total,
+            gops_dropped: st.dropped_gops_total,
+        })
+    }
+
+    fn apply(&self, restart: &[usize], cfg: &crate::config::Config) {
+        let mut t = self.targets.borrow_mut();
+        while t.len() > cfg.push.len() {
+            if let Some(mut r) = t.pop() {
+                r.stop();
+            }
+        }
+        for &i in restart {
+            let Some(p) = cfg.push.get(i) else { continue };
+            if let Some(r) = t.get_mut(i) {
+                r.stop();
+            }
+            // Restarts after start-up size the queue the same way the plan did.
+            let r = self.start(i, p);
+            match t.get_mut(i) {
+                Some(slot) => *slot = r,
+                None => t.push(r),
+            }
+        }
+    }
+}
+
+/// What [`spawn_push`] returns: the status, the task (None when not started) and the consumer
+/// registered on the hub.
+pub type Spawned = (
+    PushStatusRef,
+    Option<smol::Task<()>>,
+    Option<(SharedHub, ConsumerRef)>,
+);
+
+/// Starts target `index` (config `cfg`) publishing `hub`: returns its status snapshot, its task
+/// and its hub consumer. A disabled target stays `Idle` and starts nothing. `queue_bytes` comes
+/// from the memory plan.
 pub fn spawn_push(
     index: usize,
     cfg: &PushConfig,
     queue_bytes: usize,
-    hub: Rc<RefCell<StreamHub>>,
+    hub: Option<SharedHub>,
     epoch: Epoch,
-) -> PushStatusRef {
+) -> Spawned {
     let url = RtmpUrl::parse_with_key(&cfg.url, cfg.key.as_deref());
     let shown = match &url {
         Ok(u) => u.redacted().to_string(),
@@ -292,34 +427,45 @@ pub fn spawn_push(
         dropped_frames_total: 0,
         latency: LatencyStats::default(),
     }));
+    let fail = |status: PushStatusRef, e: String| -> Spawned {
+        log::error!("push[{index}] {shown}: {e}");
+        status.borrow_mut().last_error = Some(e);
+        (status, None, None)
+    };
     let url = match url {
+        // Config validation parses the same URL, so this is only reached when embedding.
+        Err(e) => return fail(status, e.to_string()),
         Ok(u) => u,
-        Err(e) => {
-            // Config validation parses the same URL, so this is only reached when embedding.
-            log::error!("push[{index}] {shown}: {e}");
-            status.borrow_mut().last_error = Some(e.to_string());
-            return status;
-        }
     };
     if !cfg.enabled {
         log::info!("push[{index}] {shown}: idle (enabled = false)");
-        return status;
+        return (status, None, None);
     }
-    let feed = Rc::new(RefCell::new(Feed::new()));
-    if !hub.borrow_mut().add_consumer(feed.clone()) {
-        let e = "the stream has no room for another consumer (raise rtsp.max_viewers)";
-        log::error!("push[{index}] {shown}: {e}");
-        status.borrow_mut().last_error = Some(e.into());
-        return status;
+    if url.key.is_empty() {
+        return fail(
+            status,
+            "no stream key: add it to the URL path or set key = \"...\"".into(),
+        );
+    }
+    let Some(hub) = hub else {
+        return fail(status, format!("no stream \"{}\"", cfg.stream));
+    };
+    let feed = Arc::new(Mutex::new(Feed::new()));
+    let consumer: ConsumerRef = feed.clone();
+    if !lock(&hub).add_consumer(consumer.clone()) {
+        return fail(
+            status,
+            "the stream has no room for another consumer (raise rtsp.max_viewers)".into(),
+        );
     }
     let target = Target {
         index,
         url,
-        shown,
+        shown: shown.clone(),
         ca_file: cfg.ca_file.clone(),
         backoff_max_ms: cfg.backoff_max_ms as u64,
         queue_bytes,
-        hub,
+        hub: hub.clone(),
         epoch,
         status: status.clone(),
         feed,
@@ -328,8 +474,8 @@ pub fn spawn_push(
         inbuf: vec![0; IO_BUFFER_BYTES].into_boxed_slice(),
         out: vec![0; IO_BUFFER_BYTES].into_boxed_slice(),
     };
-    crate::net::spawn(target.run()).detach();
-    status
+    let task = crate::net::spawn(target.run());
+    (status, Some(task), Some((hub, consumer)))
 }
 
 /// A small xorshift generator seeded from the OS (std's `RandomState`); for backoff jitter and
@@ -378,10 +524,10 @@ struct Target {
     ca_file: Option<std::path::PathBuf>,
     backoff_max_ms: u64,
     queue_bytes: usize,
-    hub: Rc<RefCell<StreamHub>>,
+    hub: SharedHub,
     epoch: Epoch,
     status: PushStatusRef,
-    feed: Rc<RefCell<Feed>>,
+    feed: Arc<Mutex<Feed>>,
     jitter: Jitter,
     /// Sum of the finished connections' counters.
     prev: RtmpStats,
@@ -448,7 +594,7 @@ impl Target {
 
     /// Folds the finished connection's counters into the totals and detaches the publisher.
     fn end_connection(&mut self) {
-        let mut feed = self.feed.borrow_mut();
+        let mut feed = lock(&self.feed);
         if let Some(p) = &feed.publisher {
             let s = p.stats();
             self.prev.bytes_sent += s.bytes_sent;
@@ -496,7 +642,7 @@ impl Target {
             ack_stall_timeout_ms: HALF_OPEN_TIMEOUT_MS,
         };
         let p = RtmpPublisher::with_config(self.url.clone(), self.epoch.now_ms(), c1, config);
-        self.feed.borrow_mut().publisher = Some(p);
+        lock(&self.feed).publisher = Some(p);
         self.drive(conn).await
     }
 
@@ -572,7 +718,7 @@ impl Target {
             }
             // 2. Deadlines of the core (connect, acknowledgement watchdog).
             {
-                let mut feed = self.feed.borrow_mut();
+                let mut feed = lock(&self.feed);
                 // Set in `session` before `drive`, removed only after it returns.
                 let Some(p) = feed.publisher.as_mut() else {
                     return end(published_at, now, "publisher missing".into());
@@ -583,7 +729,7 @@ impl Target {
             }
             // 3. State changes.
             let (state, media_error) = {
-                let feed = self.feed.borrow();
+                let feed = lock(&self.feed);
                 (feed.publisher.as_ref().map(|p| p.state()), feed.media_error)
             };
             if let Some(e) = media_error {
@@ -595,9 +741,7 @@ impl Target {
                 }
                 Some(RtmpState::Handshaking) => {}
                 Some(RtmpState::Connecting) => {
-                    let sid = self
-                        .feed
-                        .borrow()
+                    let sid = lock(&self.feed)
                         .publisher
                         .as_ref()
                         .map_or(0, |p| p.stream_id());
@@ -613,8 +757,8 @@ impl Target {
                     self.status.borrow_mut().publishes += 1;
                     self.set_state(PushState::Publishing);
                     // Start at the newest keyframe the ring holds (the GOP cache).
-                    let hub = self.hub.borrow();
-                    self.feed.borrow_mut().pump(&hub.view());
+                    let hub = lock(&self.hub);
+                    lock(&self.feed).pump(&hub.view());
                 }
                 _ => {}
             }
@@ -639,7 +783,7 @@ impl Target {
             }
             // 6. Counters and latency.
             let cur = {
-                let mut feed = self.feed.borrow_mut();
+                let mut feed = lock(&self.feed);
                 let cur = feed
                     .publisher
                     .as_ref()
@@ -680,9 +824,7 @@ impl Target {
             }
             // 7. Sleep until the socket, a frame or a deadline needs us.
             let mut deadline = now + 1000;
-            if let Some(t) = self
-                .feed
-                .borrow()
+            if let Some(t) = lock(&self.feed)
                 .publisher
                 .as_ref()
                 .and_then(|p| p.poll_timeout())
@@ -696,7 +838,7 @@ impl Target {
             let at = self.epoch.0 + Duration::from_millis(deadline);
             let feed = self.feed.clone();
             let frames = std::future::poll_fn(move |cx| {
-                let mut f = feed.borrow_mut();
+                let mut f = lock(&feed);
                 if f.dirty {
                     f.dirty = false;
                     return Poll::Ready(());
@@ -733,7 +875,7 @@ impl Target {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => return Err(format!("read: {e}")),
             };
-            let mut feed = self.feed.borrow_mut();
+            let mut feed = lock(&self.feed);
             // Present for the whole of `drive`.
             let Some(p) = feed.publisher.as_mut() else {
                 return Err("publisher missing".into());
@@ -796,11 +938,10 @@ impl Target {
                         Err(e) => return Err(format!("write: {e}")),
                     }
                 }
-                let mut feed = self.feed.borrow_mut();
-                let Some(p) = feed.publisher.as_mut() else {
-                    return Ok(wrote);
+                let n = match lock(&self.feed).publisher.as_mut() {
+                    Some(p) => p.poll_transmit(&mut self.out),
+                    None => 0,
                 };
-                let n = p.poll_transmit(&mut self.out);
                 if n == 0 {
                     return Ok(wrote);
                 }
@@ -813,7 +954,7 @@ impl Target {
         }
         loop {
             if *out_start == *out_end {
-                let mut feed = self.feed.borrow_mut();
+                let mut feed = lock(&self.feed);
                 let Some(p) = feed.publisher.as_mut() else {
                     return Ok(wrote);
                 };

@@ -8,13 +8,17 @@
 //! viewer whose socket is full wakes its own connection task, which waits for the socket to
 //! drain; meanwhile the ring holds its frames and the lag policy bounds how far it may fall.
 //!
-//! Housekeeping runs once a second for the whole server: UDP sessions without keep-alive and
+//! Viewers are `Arc<Mutex<_>>`: the stream's ingest thread publishes a frame and pumps every
+//! viewer on that thread; the connection task (on the control-plane executor) handles requests
+//! and waits on a full socket. Lock order everywhere: hub, then viewer.
+//!
+//! Housekeeping runs once a second on a thread of its own: UDP sessions without keep-alive and
 //! TCP viewers stalled past `stall_timeout_ms` are closed there, each with one log line.
 
 use crate::config::{AuthConfig, RtspConfig};
 use crate::ingest::source::Epoch;
 use crate::media::budget::{RTSP_READ_BUFFER_BYTES, VIEWER_TCP_BUFFER_BYTES};
-use crate::media::fanout::{Consumer, StreamHub, StreamView};
+use crate::media::fanout::{lock, Consumer, SharedHub, StreamView};
 use crate::media::ring::Lookup;
 use crate::media::{Codec, Track, VIDEO_CLOCK_HZ};
 use crate::proto::rtp::rtcp::{ntp_from_unix, parse_compound};
@@ -33,7 +37,8 @@ use std::future::Future;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::pin::Pin;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -43,7 +48,7 @@ const VIEWER_SNDBUF_BYTES: usize = 256 * 1024;
 /// One stream as the RTSP server sees it.
 pub struct RtspStream {
     pub name: String,
-    pub hub: Rc<RefCell<StreamHub>>,
+    pub hub: SharedHub,
     pub auth: Option<AuthConfig>,
     /// A lagging viewer skips to a keyframe beyond this many bytes behind.
     pub max_lag_bytes: u64,
@@ -67,9 +72,11 @@ pub struct RtspServer {
     max_viewers: u32,
     udp_rtp: Option<Async<UdpSocket>>,
     udp_rtcp: Option<Async<UdpSocket>>,
-    viewers: RefCell<Vec<Weak<RefCell<RtspViewer>>>>,
+    /// Every playing viewer, for housekeeping (which runs on a thread of its own).
+    viewers: Arc<Mutex<Vec<Weak<Mutex<RtspViewer>>>>>,
+    timeouts: Arc<std::sync::atomic::AtomicU64>,
     /// UDP viewers by the address their RTCP comes from, for keep-alive.
-    rtcp_peers: RefCell<HashMap<SocketAddr, Weak<RefCell<RtspViewer>>>>,
+    rtcp_peers: RefCell<HashMap<SocketAddr, Weak<Mutex<RtspViewer>>>>,
     stats: Cell<RtspStats>,
     seed: Cell<u64>,
 }
@@ -90,7 +97,8 @@ impl RtspServer {
             max_viewers,
             udp_rtp: Some(udp_rtp),
             udp_rtcp: Some(udp_rtcp),
-            viewers: RefCell::new(Vec::with_capacity(max_viewers as usize)),
+            viewers: Arc::new(Mutex::new(Vec::with_capacity(max_viewers as usize))),
+            timeouts: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             rtcp_peers: RefCell::new(HashMap::with_capacity(max_viewers as usize)),
             stats: Cell::new(RtspStats::default()),
             seed: Cell::new(seed_from_os()),
@@ -98,7 +106,9 @@ impl RtspServer {
     }
 
     pub fn stats(&self) -> RtspStats {
-        self.stats.get()
+        let mut s = self.stats.get();
+        s.timeouts = self.timeouts.load(std::sync::atomic::Ordering::Relaxed);
+        s
     }
 
     /// The server's UDP ports (RTP, RTCP).
@@ -109,6 +119,45 @@ impl RtspServer {
                 .map_or(0, |a| a.port())
         };
         (p(&self.udp_rtp), p(&self.udp_rtcp))
+    }
+
+    /// Playing viewers as (id, stream, peer) for the web API; the id is `rtsp-<peer>`.
+    pub fn viewer_list(&self) -> Vec<(String, String, SocketAddr)> {
+        // Upgrade under the list lock, then lock each viewer with the list lock released.
+        let viewers: Vec<_> = lock(&self.viewers)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        viewers
+            .iter()
+            .filter_map(|v| {
+                let v = lock(v);
+                (!v.closed).then(|| (format!("rtsp-{}", v.peer), v.stream.clone(), v.peer))
+            })
+            .collect()
+    }
+
+    /// Disconnects the viewer with this id (see [`RtspServer::viewer_list`]).
+    pub fn kick(&self, id: &str) -> bool {
+        let viewers: Vec<_> = lock(&self.viewers)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for v in viewers {
+            {
+                let mut v = lock(&v);
+                if !v.closed && format!("rtsp-{}", v.peer) == id {
+                    log::info!(
+                        "[{}] viewer {} disconnected from the web API",
+                        v.stream,
+                        v.peer
+                    );
+                    v.close();
+                    return true;
+                }
+            }
+        }
+        false
     }
 
     fn bump(&self, f: impl FnOnce(&mut RtspStats)) {
@@ -148,7 +197,7 @@ impl RtspServer {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        crate::net::spawn(self.clone().housekeeping()).detach();
+        self.start_housekeeping();
         crate::net::spawn(self.clone().rtcp_receiver()).detach();
         let max_conns = self.max_viewers as u64 + 16;
         let open = Rc::new(Cell::new(0u64));
@@ -183,37 +232,45 @@ impl RtspServer {
         }
     }
 
-    async fn housekeeping(self: Rc<Self>) {
-        loop {
-            smol::Timer::after(Duration::from_secs(1)).await;
-            let now = self.epoch.now_ms();
-            let timeout_ms = self.cfg.session_timeout_s as u64 * 1000;
-            let stall_ms = self.cfg.stall_timeout_ms as u64;
-            let mut viewers = self.viewers.borrow_mut();
-            viewers.retain(|w| {
-                let Some(v) = w.upgrade() else { return false };
-                let Ok(mut v) = v.try_borrow_mut() else {
-                    return true;
-                };
-                let why = match &v.out {
-                    Out::Udp { .. } if now.saturating_sub(v.last_seen_ms) > timeout_ms => {
-                        Some("no keep-alive (RTSP or RTCP) within the session timeout")
+    /// Once a second, on a plain thread (an async timer would allocate in smol's timer map
+    /// every tick): UDP sessions without keep-alive and TCP viewers stalled past the limit are
+    /// closed; closing wakes the viewer's connection task, which cleans up.
+    fn start_housekeeping(&self) {
+        let viewers = self.viewers.clone();
+        let timeouts = self.timeouts.clone();
+        let epoch = self.epoch;
+        let timeout_ms = self.cfg.session_timeout_s as u64 * 1000;
+        let stall_ms = self.cfg.stall_timeout_ms as u64;
+        let spawned = std::thread::Builder::new()
+            .name("rtsp-housekeeping".into())
+            .spawn(move || loop {
+                std::thread::sleep(Duration::from_secs(1));
+                let now = epoch.now_ms();
+                lock(&viewers).retain(|w| {
+                    let Some(v) = w.upgrade() else { return false };
+                    let mut v = lock(&v);
+                    let why = match &v.out {
+                        Out::Udp { .. } if now.saturating_sub(v.last_seen_ms) > timeout_ms => {
+                            Some("no keep-alive (RTSP or RTCP) within the session timeout")
+                        }
+                        Out::Tcp {
+                            blocked_since_ms: Some(t),
+                            ..
+                        } if now.saturating_sub(*t) > stall_ms => {
+                            Some("TCP socket stalled past stall_timeout_ms")
+                        }
+                        _ => None,
+                    };
+                    if let Some(why) = why {
+                        log::info!("[{}] viewer {} dropped: {why}", v.stream, v.peer);
+                        v.close();
+                        timeouts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
-                    Out::Tcp {
-                        blocked_since_ms: Some(t),
-                        ..
-                    } if now.saturating_sub(*t) > stall_ms => {
-                        Some("TCP socket stalled past stall_timeout_ms")
-                    }
-                    _ => None,
-                };
-                if let Some(why) = why {
-                    log::info!("[{}] viewer {} dropped: {why}", v.stream, v.peer);
-                    v.close();
-                    self.bump(|s| s.timeouts += 1);
-                }
-                !v.closed
+                    !v.closed
+                });
             });
+        if let Err(e) = spawned {
+            log::error!("RTSP housekeeping thread: {e}; session timeouts are not enforced");
         }
     }
 
@@ -240,9 +297,7 @@ impl RtspServer {
                 .get(&from)
                 .and_then(|w| w.upgrade())
             {
-                if let Ok(mut v) = v.try_borrow_mut() {
-                    v.last_seen_ms = self.epoch.now_ms();
-                }
+                lock(&v).last_seen_ms = self.epoch.now_ms();
             }
         }
     }
@@ -257,7 +312,7 @@ impl RtspServer {
             .get_ref()
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let stream = Rc::new(stream);
+        let stream = Arc::new(stream);
         let mut conn = RtspConn::new(
             peer,
             self.udp_ports(),
@@ -267,7 +322,7 @@ impl RtspServer {
         let mut rbuf = vec![0u8; RTSP_READ_BUFFER_BYTES].into_boxed_slice();
         let mut rlen = 0usize;
         let mut resp: Vec<u8> = Vec::with_capacity(1024);
-        let mut viewer: Option<Rc<RefCell<RtspViewer>>> = None;
+        let mut viewer: Option<Arc<Mutex<RtspViewer>>> = None;
         log::debug!("RTSP connection from {peer}");
         let why = 'conn: loop {
             let playing = viewer.is_some();
@@ -276,7 +331,7 @@ impl RtspServer {
                 match &viewer {
                     Some(v) => {
                         Signal(v).await;
-                        if v.borrow().closed {
+                        if lock(v).closed {
                             return Ev::Closed;
                         }
                         let _ = stream.writable().await;
@@ -301,11 +356,7 @@ impl RtspServer {
                 Ev::Closed => break 'conn "closed by the server".to_string(),
                 Ev::Writable => {
                     if let Some(v) = &viewer {
-                        let hub = self.stream(&v.borrow().stream).map(|s| s.hub.clone());
-                        if let Some(hub) = hub {
-                            let hub = hub.borrow();
-                            v.borrow_mut().pump(&hub.view(), now_ms);
-                        }
+                        self.pump(v, now_ms);
                     }
                 }
                 Ev::Read(Err(e)) => break 'conn format!("read error: {e}"),
@@ -313,7 +364,7 @@ impl RtspServer {
                 Ev::Read(Ok(n)) => {
                     rlen += n;
                     if let Some(v) = &viewer {
-                        v.borrow_mut().last_seen_ms = now_ms;
+                        lock(v).last_seen_ms = now_ms;
                     }
                     // Handle every complete message in the buffer.
                     loop {
@@ -361,7 +412,7 @@ impl RtspServer {
                             }
                         }
                         match &viewer {
-                            Some(v) if v.borrow().is_tcp() => v.borrow_mut().queue_control(&resp),
+                            Some(v) if lock(v).is_tcp() => lock(v).queue_control(&resp),
                             _ => {
                                 if let Err(e) = (&*stream).write_all(&resp).await {
                                     break 'conn format!("write error: {e}");
@@ -371,12 +422,12 @@ impl RtspServer {
                         match ev {
                             Some(SessionEvent::Play) => {
                                 if let Some(v) = &viewer {
-                                    v.borrow_mut().paused = false;
+                                    lock(v).paused = false;
                                 }
                             }
                             Some(SessionEvent::Pause) => {
                                 if let Some(v) = &viewer {
-                                    v.borrow_mut().paused = true;
+                                    lock(v).paused = true;
                                 }
                             }
                             Some(SessionEvent::Teardown) => {
@@ -387,11 +438,7 @@ impl RtspServer {
                             _ => {}
                         }
                         if let Some(v) = &viewer {
-                            let name = v.borrow().stream.clone();
-                            if let Some(s) = self.stream(&name) {
-                                let hub = s.hub.borrow();
-                                v.borrow_mut().pump(&hub.view(), now_ms);
-                            }
+                            self.pump(v, now_ms);
                         }
                     }
                 }
@@ -404,17 +451,26 @@ impl RtspServer {
         }
     }
 
+    /// Sends what a viewer can take now (after its socket drained, or after a request).
+    /// Lock order as everywhere: hub, then viewer.
+    fn pump(&self, v: &Arc<Mutex<RtspViewer>>, now_ms: u64) {
+        let name = lock(v).stream.clone();
+        if let Some(s) = self.stream(&name) {
+            let hub = lock(&s.hub);
+            lock(v).pump(&hub.view(), now_ms);
+        }
+    }
+
     fn start_viewer(
         &self,
         conn: &RtspConn,
-        stream: Rc<Async<TcpStream>>,
+        stream: Arc<Async<TcpStream>>,
         peer: SocketAddr,
         now_ms: u64,
-    ) -> Result<Rc<RefCell<RtspViewer>>, String> {
+    ) -> Result<Arc<Mutex<RtspViewer>>, String> {
         let name = conn.stream().ok_or("no stream")?.to_string();
         let s = self.stream(&name).ok_or("unknown stream")?;
-        let hub_rc = s.hub.clone();
-        let mut hub = hub_rc.borrow_mut();
+        let mut hub = lock(&s.hub);
         let mut tracks: [Option<SenderTrack>; 2] = [None, None];
         let mut channels = [(0u8, 1u8); 2];
         let mut udp_dst: [Option<(SocketAddr, SocketAddr)>; 2] = [None, None];
@@ -477,7 +533,7 @@ impl RtspServer {
                 buf: vec![0u8; self.cfg.max_packet_bytes as usize + 64].into_boxed_slice(),
             }
         };
-        let v = Rc::new(RefCell::new(RtspViewer {
+        let v = Arc::new(Mutex::new(RtspViewer {
             stream: name.clone(),
             peer,
             sender,
@@ -489,17 +545,17 @@ impl RtspServer {
             waker: None,
             packets_dropped: 0,
         }));
-        let as_consumer: Rc<RefCell<dyn Consumer>> = v.clone();
+        let as_consumer: Arc<Mutex<dyn Consumer>> = v.clone();
         if !hub.add_consumer(as_consumer) {
             return Err("stream at viewer capacity".into());
         }
-        if let Out::Udp { dst, .. } = &v.borrow().out {
+        if let Out::Udp { dst, .. } = &lock(&v).out {
             let mut peers = self.rtcp_peers.borrow_mut();
             for (_, rtcp) in dst.iter().flatten() {
-                peers.insert(*rtcp, Rc::downgrade(&v));
+                peers.insert(*rtcp, Arc::downgrade(&v));
             }
         }
-        self.viewers.borrow_mut().push(Rc::downgrade(&v));
+        lock(&self.viewers).push(Arc::downgrade(&v));
         self.bump(|s| {
             s.viewers_now += 1;
             s.viewers_total += 1;
@@ -512,24 +568,24 @@ impl RtspServer {
         Ok(v)
     }
 
-    fn stop_viewer(&self, v: &Rc<RefCell<RtspViewer>>, why: &str) {
+    fn stop_viewer(&self, v: &Arc<Mutex<RtspViewer>>, why: &str) {
         let (name, peer) = {
-            let mut b = v.borrow_mut();
+            let mut b = lock(v);
             b.close();
             (b.stream.clone(), b.peer)
         };
         if let Some(s) = self.stream(&name) {
-            let c: Rc<RefCell<dyn Consumer>> = v.clone();
-            s.hub.borrow_mut().remove_consumer(&c);
+            let c: Arc<Mutex<dyn Consumer>> = v.clone();
+            lock(&s.hub).remove_consumer(&c);
         }
-        if let Out::Udp { dst, .. } = &v.borrow().out {
+        if let Out::Udp { dst, .. } = &lock(v).out {
             let mut peers = self.rtcp_peers.borrow_mut();
             for (_, rtcp) in dst.iter().flatten() {
                 peers.remove(rtcp);
             }
         }
         self.bump(|s| s.viewers_now = s.viewers_now.saturating_sub(1));
-        let b = v.borrow();
+        let b = lock(v);
         let c = b.sender.cursor();
         log::info!(
             "[{name}] viewer {peer} left: {why} (skipped {} frames, {} resyncs, {} packets dropped)",
@@ -539,10 +595,10 @@ impl RtspServer {
         );
     }
 
-    fn udp_sockets(&self) -> Option<(Rc<UdpSocket>, Rc<UdpSocket>)> {
+    fn udp_sockets(&self) -> Option<(Arc<UdpSocket>, Arc<UdpSocket>)> {
         let rtp = self.udp_rtp.as_ref()?.get_ref().try_clone().ok()?;
         let rtcp = self.udp_rtcp.as_ref()?.get_ref().try_clone().ok()?;
-        Some((Rc::new(rtp), Rc::new(rtcp)))
+        Some((Arc::new(rtp), Arc::new(rtcp)))
     }
 }
 
@@ -562,7 +618,7 @@ struct Catalog<'a> {
 impl StreamCatalog for Catalog<'_> {
     fn sdp(&self, stream: &str) -> Option<String> {
         let s = self.server.stream(stream)?;
-        let hub = s.hub.borrow();
+        let hub = lock(&s.hub);
         if !hub.is_live() {
             return None;
         }
@@ -593,7 +649,7 @@ impl StreamCatalog for Catalog<'_> {
 
     fn has_track(&self, stream: &str, track: Track) -> bool {
         self.server.stream(stream).is_some_and(|s| {
-            let hub = s.hub.borrow();
+            let hub = lock(&s.hub);
             match track {
                 Track::Video => hub.video.is_some(),
                 Track::Audio => hub.audio.is_some(),
@@ -603,15 +659,27 @@ impl StreamCatalog for Catalog<'_> {
 
     fn play_start_pts(&self, stream: &str, track: Track) -> Option<u64> {
         let s = self.server.stream(stream)?;
-        let hub = s.hub.borrow();
+        let hub = lock(&s.hub);
         let ring = &hub.ring;
         let start = if hub.video.is_some() {
             ring.last_video_keyframe()?
         } else {
             ring.head().saturating_sub(1)
         };
+        // The same rule as RtpSender: audio starts at the first frame not older than the
+        // keyframe the viewer starts with.
+        let key_us = match ring.get(start) {
+            Lookup::Frame(f) if f.meta.track == Track::Video => {
+                Some(f.meta.pts * 1_000_000 / VIDEO_CLOCK_HZ as u64)
+            }
+            _ => None,
+        };
+        let audio_hz = hub.audio.map_or(48_000, |a| a.sample_rate) as u64;
         (start..ring.head()).find_map(|q| match ring.get(q) {
-            Lookup::Frame(f) if f.meta.track == track => Some(f.meta.pts),
+            Lookup::Frame(f) if f.meta.track == track => match (track, key_us) {
+                (Track::Audio, Some(k)) if (f.meta.pts + 1024) * 1_000_000 / audio_hz <= k => None,
+                _ => Some(f.meta.pts),
+            },
             _ => None,
         })
     }
@@ -628,7 +696,7 @@ enum Out {
         buf: Box<[u8]>,
     },
     Tcp {
-        stream: Rc<Async<TcpStream>>,
+        stream: Arc<Async<TcpStream>>,
         /// (RTP, RTCP) interleaved channel per track.
         channels: [(u8, u8); 2],
         /// Interleaved frames and control responses waiting for the socket.
@@ -645,7 +713,7 @@ pub struct RtspViewer {
     peer: SocketAddr,
     sender: RtpSender,
     out: Out,
-    udp: Option<(Rc<UdpSocket>, Rc<UdpSocket>)>,
+    udp: Option<(Arc<UdpSocket>, Arc<UdpSocket>)>,
     paused: bool,
     closed: bool,
     last_seen_ms: u64,
@@ -825,12 +893,12 @@ impl Consumer for RtspViewer {
 }
 
 /// Resolves when the viewer is blocked on its socket or closed.
-struct Signal<'a>(&'a Rc<RefCell<RtspViewer>>);
+struct Signal<'a>(&'a Arc<Mutex<RtspViewer>>);
 
 impl Future for Signal<'_> {
     type Output = ();
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut v = self.0.borrow_mut();
+        let mut v = lock(self.0);
         let blocked = matches!(
             v.out,
             Out::Tcp {

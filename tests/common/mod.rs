@@ -470,3 +470,33 @@ pub fn fixture(name: &str) -> PathBuf {
         .join("tests/fixtures")
         .join(name)
 }
+
+/// Counts RTP packets of one track without allocating: complete frames (marker bit) and
+/// sequence-number gaps. Shared between a reader thread and the test.
+#[derive(Default)]
+pub struct RtspPacketCounter {
+    pub packets: std::sync::atomic::AtomicU64,
+    pub frames: std::sync::atomic::AtomicU64,
+    pub gaps: std::sync::atomic::AtomicU64,
+    last_seq: std::sync::atomic::AtomicU32,
+}
+
+impl RtspPacketCounter {
+    /// Takes one RTP packet (header included).
+    pub fn rtp(&self, p: &[u8]) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if p.len() < 12 {
+            return;
+        }
+        let seq = u16::from_be_bytes([p[2], p[3]]) as u32;
+        // last_seq holds seq + 1 (0 = none yet).
+        let prev = self.last_seq.swap(seq + 1, Relaxed);
+        if prev != 0 && (prev - 1 + 1) as u16 != seq as u16 {
+            self.gaps.fetch_add(1, Relaxed);
+        }
+        self.packets.fetch_add(1, Relaxed);
+        if p[1] & 0x80 != 0 {
+            self.frames.fetch_add(1, Relaxed);
+        }
+    }
+}

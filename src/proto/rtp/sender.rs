@@ -51,6 +51,10 @@ pub struct RtpSender {
     next_sr_ms: u64,
     sr_pending: [bool; 2],
     cname: heapless::String<64>,
+    /// Media time (µs) of the first video frame sent: audio older than this is skipped, so
+    /// every track's first packet has the same media time (receivers such as ffmpeg align
+    /// tracks by their first packets until the first sender report, and step if they differ).
+    video_start_us: Option<u64>,
     /// Frames the packetizer refused (malformed length prefixes); skipped.
     pub malformed_frames: u64,
 }
@@ -80,6 +84,7 @@ impl RtpSender {
             next_sr_ms: now_ms + 500,
             sr_pending: [false; 2],
             cname: c,
+            video_start_us: None,
             malformed_frames: 0,
         }
     }
@@ -182,6 +187,26 @@ impl RtpSender {
             }
             let f = self.cursor.next(ring)?;
             let t = f.meta.track;
+            let Some(tr) = self.tracks[t.index()].as_ref() else {
+                continue;
+            };
+            let at_us = f.meta.pts * 1_000_000 / tr.clock_hz.max(1) as u64;
+            match t {
+                Track::Video => {
+                    self.video_start_us.get_or_insert(at_us);
+                }
+                Track::Audio if self.tracks[Track::Video.index()].is_some() => {
+                    match self.video_start_us {
+                        // Audio waits for the first video frame, then starts at its time.
+                        None => continue,
+                        Some(v) if at_us + 1_000_000 * 1024 / tr.clock_hz.max(1) as u64 <= v => {
+                            continue
+                        }
+                        _ => {}
+                    }
+                }
+                Track::Audio => {}
+            }
             let Some(ts) = self.rtp_ts(t, f.meta.pts) else {
                 continue;
             };
