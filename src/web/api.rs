@@ -847,6 +847,7 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
                     key: b.key,
                     stream: b.stream,
                     enabled: b.enabled,
+                    ..Default::default()
                 };
                 let index = if route == Route::PushAdd {
                     new.push.push(target);
@@ -857,6 +858,11 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
                     if target.key.as_deref() == Some(MASKED_KEY) {
                         target.key = new.push[i].key.clone();
                     }
+                    // Settings the API does not carry (ca_file, backoff, queue) are kept.
+                    let old = &new.push[i];
+                    target.ca_file = old.ca_file.clone();
+                    target.backoff_max_ms = old.backoff_max_ms;
+                    target.queue_kib = old.queue_kib;
                     new.push[i] = target;
                     i
                 };
