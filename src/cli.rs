@@ -108,6 +108,8 @@ pub fn main() -> i32 {
     let limits = BoardLimits {
         memory_mib: board.as_ref().map(|b| b.media_memory_mib),
         max_viewers: board.as_ref().map(|b| b.max_viewers),
+        config_path: args.config.as_ref().map(std::path::PathBuf::from),
+        encoder_command: board.as_ref().map(|b| b.encoder_command.clone()),
     };
     if args.print {
         match toml::to_string(&cfg) {

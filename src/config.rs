@@ -17,9 +17,89 @@ use std::path::PathBuf;
 pub struct Config {
     pub rtsp: RtspConfig,
     pub http: HttpConfig,
+    pub hls: HlsConfig,
     pub media: MediaConfig,
     /// One table per stream; empty in the file means one stream `live` from `testsrc`.
     pub streams: BTreeMap<String, StreamConfig>,
+    /// RTMP/RTMPS push targets (`[[push]]`), in order; the web API addresses them by index.
+    /// Each has its own connection and backoff.
+    pub push: Vec<PushConfig>,
+    /// Webhook receivers for events (`[[webhooks]]`).
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// One upstream RTMP(S) origin a stream is published to (`[[push]]`).
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushConfig {
+    /// `rtmp://host[:port]/app[/key]` or `rtmps://...` (default ports 1935 / 443).
+    pub url: String,
+    /// The stream key; absent = the last path segment of `url`. Never logged in full.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Which local stream (a `[streams.NAME]` table) to publish.
+    pub stream: String,
+    /// false = configured but not started (state `idle`).
+    pub enabled: bool,
+    /// rtmps: extra trusted CA certificates (PEM), added to the system roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Cap of the reconnect delay, which doubles per failed attempt (full jitter) up to this.
+    pub backoff_max_ms: u32,
+    /// Outgoing media queue of this target in KiB (part of the media memory plan); when the
+    /// uplink is slower than the stream, whole GOPs are dropped instead of growing latency.
+    /// 0 = 2 s at the stream's max_bitrate_kbps (at least 256 KiB).
+    pub queue_kib: u32,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            url: String::new(),
+            key: None,
+            stream: "live".into(),
+            enabled: true,
+            ca_file: None,
+            backoff_max_ms: 30_000,
+            queue_kib: 0,
+        }
+    }
+}
+
+/// Debug without the stream key (in `key` or in the URL path).
+impl fmt::Debug for PushConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = crate::proto::rtmp::RtmpUrl::parse_with_key(&self.url, self.key.as_deref())
+            .map(|u| u.redacted().to_string())
+            .unwrap_or_else(|_| "<invalid url>".into());
+        f.debug_struct("PushConfig")
+            .field("url", &url)
+            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .field("stream", &self.stream)
+            .field("enabled", &self.enabled)
+            .field("ca_file", &self.ca_file)
+            .field("backoff_max_ms", &self.backoff_max_ms)
+            .field("queue_kib", &self.queue_kib)
+            .finish()
+    }
+}
+
+impl PushConfig {
+    /// Bytes of this target's media queue for a stream of `max_bitrate_kbps`.
+    pub fn queue_bytes(&self, max_bitrate_kbps: u32) -> usize {
+        match self.queue_kib {
+            0 => ((2 * max_bitrate_kbps as usize * 1000) / 8).max(256 * 1024),
+            k => k as usize * 1024,
+        }
+    }
+}
+
+/// Where events are POSTed as JSON.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// `http://host[:port]/path` (plain HTTP; put a TLS proxy on the receiver's side if needed).
+    pub url: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -61,6 +141,24 @@ pub struct HttpConfig {
     /// TCP port of the HTTP server (web page, API, HLS).
     pub port: u16,
     pub bind: String,
+    /// The web password as `scrypt$logN$r$p$salt$key`; absent = not set yet (the page asks
+    /// for one, and until then only the set-password screen and `/api/v1/health` answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
+    /// Host names the page and API answer to besides IP addresses, `localhost` and the
+    /// machine's own hostname (DNS-rebinding guard): e.g. `["cam.example.com", "*.home.arpa"]`.
+    pub allowed_hosts: Vec<String>,
+    /// Bearer tokens for machines, stored hashed as `sha256$hex` (create them on the page).
+    pub api_tokens: Vec<String>,
+    /// Open connections (HLS viewers, page, API); more are answered 503. Each may hold a
+    /// 17 KiB request buffer, counted in the memory plan. 0 = the viewer limit.
+    pub max_connections: u32,
+    /// A request head (and body) must arrive within this time of its first byte (slowloris).
+    pub request_timeout_ms: u32,
+    /// An idle keep-alive connection is closed after this long.
+    pub keepalive_timeout_ms: u32,
+    /// A client that accepts no response bytes for this long is disconnected.
+    pub send_timeout_ms: u32,
 }
 
 impl Default for HttpConfig {
@@ -68,6 +166,36 @@ impl Default for HttpConfig {
         HttpConfig {
             port: 8080,
             bind: "0.0.0.0".into(),
+            password_hash: None,
+            allowed_hosts: Vec::new(),
+            api_tokens: Vec::new(),
+            max_connections: 0,
+            request_timeout_ms: 10_000,
+            keepalive_timeout_ms: 15_000,
+            send_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// HLS from RAM (RFC 8216): `http://HOST:PORT/STREAM/index.m3u8` and `/master.m3u8`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HlsConfig {
+    pub enabled: bool,
+    /// Target segment duration; segments are cut at the first keyframe after it, so a GOP
+    /// longer than this makes longer segments.
+    pub segment_ms: u32,
+    /// Segments listed in the media playlist; as many again stay downloadable after they
+    /// leave it. Memory: (2 * window + 1) segments at the stream's max_bitrate_kbps.
+    pub window: u32,
+}
+
+impl Default for HlsConfig {
+    fn default() -> Self {
+        HlsConfig {
+            enabled: true,
+            segment_ms: 1000,
+            window: 6,
         }
     }
 }
@@ -76,7 +204,7 @@ impl Default for HttpConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct MediaConfig {
     /// Ceiling for all media memory (frame rings, HLS segments, viewer buffers) in MiB.
-    /// 0 = the board profile's figure (or 16 MiB without a board). Start-up fails if the
+    /// 0 = the board profile's figure (or 24 MiB without a board). Start-up fails if the
     /// streams' buffers do not fit.
     pub memory_mib: u32,
 }
@@ -264,7 +392,7 @@ impl Config {
     }
 
     /// Cross-field checks that serde cannot express. Returns the dotted key and the problem.
-    fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), (String, String)> {
         let err = |k: &str, m: &str| Err((k.to_string(), m.to_string()));
         if self.rtsp.port == 0 {
             return err("rtsp.port", "must be 1..=65535");
@@ -274,6 +402,21 @@ impl Config {
         }
         if self.http.port == self.rtsp.port && self.http.bind == self.rtsp.bind {
             return err("http.port", "must differ from rtsp.port");
+        }
+        if !(1000..=600_000).contains(&self.http.request_timeout_ms) {
+            return err("http.request_timeout_ms", "must be 1000..=600000");
+        }
+        if !(1000..=600_000).contains(&self.http.keepalive_timeout_ms) {
+            return err("http.keepalive_timeout_ms", "must be 1000..=600000");
+        }
+        if !(1000..=600_000).contains(&self.http.send_timeout_ms) {
+            return err("http.send_timeout_ms", "must be 1000..=600000");
+        }
+        if !(200..=30_000).contains(&self.hls.segment_ms) {
+            return err("hls.segment_ms", "must be 200..=30000");
+        }
+        if !(2..=60).contains(&self.hls.window) {
+            return err("hls.window", "must be 2..=60");
         }
         if self.rtsp.udp_port != 0
             && (self.rtsp.udp_port == u16::MAX
@@ -292,6 +435,58 @@ impl Config {
         }
         if !(576..=9000).contains(&self.rtsp.max_packet_bytes) {
             return err("rtsp.max_packet_bytes", "must be 576..=9000");
+        }
+        if let Some(h) = &self.http.password_hash {
+            if !h.starts_with("scrypt$") || h.len() > 256 {
+                return err(
+                    "http.password_hash",
+                    "must be scrypt$logN$r$p$salt$key (set it on the web page)",
+                );
+            }
+        }
+        if self.http.allowed_hosts.len() > 32 {
+            return err("http.allowed_hosts", "at most 32 entries");
+        }
+        for h in &self.http.allowed_hosts {
+            if !crate::web::auth::valid_host_pattern(h) {
+                return err(
+                    "http.allowed_hosts",
+                    "entries are host names, *.domain or addresses, without a port",
+                );
+            }
+        }
+        if self.http.api_tokens.len() > 32 {
+            return err("http.api_tokens", "at most 32 tokens");
+        }
+        if !self
+            .http
+            .api_tokens
+            .iter()
+            .all(|t| crate::web::auth::is_valid_token_hash(t))
+        {
+            return err(
+                "http.api_tokens",
+                "entries are sha256$<64 hex> (create tokens on the web page)",
+            );
+        }
+        if self.push.len() > 16 {
+            return err("push", "at most 16 push targets");
+        }
+        for (i, p) in self.push.iter().enumerate() {
+            if let Err((f, m)) = validate_push(p, &self.streams) {
+                return Err((format!("push.{i}.{f}"), m.into()));
+            }
+        }
+        if self.webhooks.len() > 8 {
+            return err("webhooks", "at most 8 webhooks");
+        }
+        for (i, w) in self.webhooks.iter().enumerate() {
+            if crate::web::events::parse_http_url(&w.url).is_none() {
+                return Err((
+                    format!("webhooks.{i}.url"),
+                    "expected http://host[:port]/path".into(),
+                ));
+            }
         }
         for (name, s) in &self.streams {
             let k = |f: &str| format!("streams.{name}.{f}");
@@ -327,6 +522,60 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Checks one push target; returns the field and the problem.
+pub fn validate_push(
+    p: &PushConfig,
+    streams: &BTreeMap<String, StreamConfig>,
+) -> Result<(), (&'static str, &'static str)> {
+    let rest = p
+        .url
+        .strip_prefix("rtmp://")
+        .or_else(|| p.url.strip_prefix("rtmps://"));
+    match rest {
+        _ if p.url.len() > 512 => return Err(("url", "at most 512 characters")),
+        None => return Err(("url", "must start with rtmp:// or rtmps://")),
+        Some(r) => {
+            let (host, path) = r.split_once('/').unwrap_or((r, ""));
+            if host.is_empty() || path.is_empty() {
+                return Err(("url", "expected rtmp://host[:port]/app[/key]"));
+            }
+            if p.url.bytes().any(|b| b <= b' ' || b == 0x7f) {
+                return Err(("url", "no spaces or control characters"));
+            }
+        }
+    }
+    if let Some(k) = &p.key {
+        if k.is_empty() || k.len() > 256 || k.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err(("key", "1-256 characters, no spaces or control characters"));
+        }
+    }
+    if !streams.contains_key(&p.stream) {
+        return Err(("stream", "no such stream"));
+    }
+    // The same parser the push shell uses; its messages never contain the key.
+    let url = match crate::proto::rtmp::RtmpUrl::parse_with_key(&p.url, p.key.as_deref()) {
+        Ok(u) => u,
+        Err(crate::proto::rtmp::RtmpError::InvalidUrl(why)) => return Err(("url", why)),
+        Err(_) => return Err(("url", "expected rtmp://host[:port]/app[/key]")),
+    };
+    #[cfg(not(feature = "rtmps"))]
+    if url.tls {
+        return Err(("url", "rtmps:// needs a build with the `rtmps` feature"));
+    }
+    // A missing stream key is allowed here (the page saves a target before its key is known);
+    // the push shell reports it in the target's state instead of connecting.
+    if p.ca_file.is_some() && !url.tls {
+        return Err(("ca_file", "only applies to rtmps:// URLs"));
+    }
+    if !(1000..=600_000).contains(&p.backoff_max_ms) {
+        return Err(("backoff_max_ms", "must be 1000..=600000"));
+    }
+    if p.queue_kib != 0 && !(64..=65_536).contains(&p.queue_kib) {
+        return Err(("queue_kib", "must be 0 (auto) or 64..=65536"));
+    }
+    Ok(())
 }
 
 fn validate_source(s: &SourceConfig, key: &str, audio: bool) -> Result<(), (String, String)> {
@@ -555,6 +804,71 @@ shell = "arecord -f S16_LE | faac -o - -"
         let cmd = vec!["rpicam-vid".to_string(), "-o".into(), "-".into()];
         let c = Config::parse_with_encoder(t, "x", Some(&cmd)).unwrap();
         assert_eq!(c.streams["live"].source.command, cmd);
+    }
+
+    #[test]
+    fn push_entries_parse_with_defaults() {
+        let t = r#"
+[[push]]
+url = "rtmp://origin.example/live/abcdef123"
+[[push]]
+url = "rtmps://a.example:4443/app"
+key = "secret-key"
+enabled = false
+backoff_max_ms = 5000
+queue_kib = 512
+ca_file = "/etc/rillcast/ca.pem"
+"#;
+        let c = Config::parse(t, "x").unwrap();
+        assert_eq!(c.push.len(), 2);
+        assert_eq!(c.push[0].stream, "live");
+        assert!(c.push[0].enabled);
+        assert_eq!(c.push[0].backoff_max_ms, 30_000);
+        // 0 = 2 s at 4000 kbit/s = 1 MB.
+        assert_eq!(c.push[0].queue_bytes(4000), 1_000_000);
+        assert_eq!(c.push[0].queue_bytes(500), 256 * 1024);
+        assert_eq!(c.push[1].queue_bytes(4000), 512 * 1024);
+        assert!(!c.push[1].enabled);
+        let dbg = format!("{:?}", c.push[1]);
+        assert!(!dbg.contains("secret-key"), "{dbg}");
+        assert!(dbg.contains("se…"), "{dbg}");
+        let dbg = format!("{:?}", c.push[0]);
+        assert!(!dbg.contains("abcdef123"), "{dbg}");
+    }
+
+    #[test]
+    fn push_errors_name_entry_and_hide_key() {
+        for (t, key, hint) in [
+            ("[[push]]\nurl = \"http://x/live/k\"\n", "push.0.url", "rtmp://"),
+            ("[[push]]\nurl = \"rtmp://x:0/live/k\"\n", "push.0.url", "bad port"),
+            (
+                "[[push]]\nurl = \"rtmp://x/live/k\"\nstream = \"cam\"\n",
+                "push.0.stream",
+                "no such stream",
+            ),
+            (
+                "[[push]]\nurl = \"rtmp://x/live/k\"\nca_file = \"/a.pem\"\n",
+                "push.0.ca_file",
+                "rtmps",
+            ),
+            (
+                "[[push]]\nurl = \"rtmp://x/live/k\"\nbackoff_max_ms = 10\n",
+                "push.0.backoff_max_ms",
+                "1000",
+            ),
+            (
+                "[[push]]\nurl = \"rtmp://x/live/k\"\n[[push]]\nurl = \"rtmp://x/live/k\"\nqueue_kib = 1\n",
+                "push.1.queue_kib",
+                "64",
+            ),
+            ("[[push]]\nurl = \"rtmp://x/live\"\nkey = \"\"\n", "push.0.key", "1-256"),
+        ] {
+            let e = Config::parse(t, "x").unwrap_err();
+            assert!(e.message.starts_with(key), "{t:?} -> {e}");
+            assert!(e.message.contains(hint), "{t:?} -> {e}");
+        }
+        let e = Config::parse("[[push]]\nurl = \"rtmp://h:0/live/topsecret\"\n", "x").unwrap_err();
+        assert!(!e.message.contains("topsecret"), "{e}");
     }
 
     #[test]

@@ -4,23 +4,27 @@
 //! Owns: start-up order and wiring — nothing protocol-specific. The figure it prints
 //! ("media memory: N MiB") is the plan's, and the plan is all the media memory there is.
 
-use crate::config::{Config, SourceKind};
-use crate::ingest::source::{self, Epoch};
-use crate::media::budget::MemoryPlan;
-use crate::media::fanout::{lock, SharedHub, StreamHub};
+use crate::config::{Config, SourceKind, StreamConfig};
+use crate::ingest::source::Epoch;
+use crate::media::budget::{MemoryPlan, StreamPlan, HLS_SEGMENT_ENTRY_BYTES};
+use crate::media::fanout::{lock, FrameCursor, SharedHub, StreamHub};
 use crate::media::ring::MediaRing;
 use crate::net;
+use crate::net::hls::{HlsHandler, HlsStream, HlsStreamConfig};
+use crate::net::http::{HttpHandler, HttpLimits, HttpServer};
 use crate::net::rtsp::{RtspServer, RtspStream};
 use smol::Async;
 use std::net::{SocketAddr, TcpListener};
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Where the daemon ended up listening (ports may be chosen by the OS in tests).
 #[derive(Clone, Copy, Debug)]
 pub struct Bound {
     pub rtsp: SocketAddr,
     pub rtsp_udp: (u16, u16),
+    pub http: SocketAddr,
 }
 
 /// Limits from a board profile (`--board`).
@@ -28,6 +32,10 @@ pub struct Bound {
 pub struct BoardLimits {
     pub memory_mib: Option<u32>,
     pub max_viewers: Option<u32>,
+    /// The config file the web page saves to (None: built-in defaults, changes not saved).
+    pub config_path: Option<std::path::PathBuf>,
+    /// The board's encoder command (re-applied when the web page's config is validated).
+    pub encoder_command: Option<Vec<String>>,
 }
 
 /// Runs the daemon on the current thread until it fails. `on_bound` is told the addresses
@@ -36,6 +44,9 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
     let plan = MemoryPlan::new(&cfg, board.memory_mib, board.max_viewers)?;
     log::info!("{}", plan.summary());
     let epoch = Epoch(Instant::now());
+    let epoch_unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     let mut rtsp_streams = Vec::new();
     let mut starts = Vec::new();
     for sp in &plan.streams {
@@ -55,6 +66,15 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
         });
         starts.push((sp.clone(), scfg.clone(), hub));
     }
+    // HTTP: HLS first, then the other routes; a handler that returns None passes the request on.
+    let mut http_handlers: Vec<Rc<dyn HttpHandler>> = Vec::new();
+    if cfg.hls.enabled {
+        http_handlers.push(Rc::new(start_hls(&cfg, &starts, epoch_unix_ms)));
+    }
+    let http_listener = TcpListener::bind((cfg.http.bind.as_str(), cfg.http.port))
+        .map_err(|e| format!("HTTP port {}:{}: {e}", cfg.http.bind, cfg.http.port))?;
+    let http_addr = http_listener.local_addr().map_err(|e| e.to_string())?;
+    let http_listener = Async::new(http_listener).map_err(|e| e.to_string())?;
     let listener = TcpListener::bind((cfg.rtsp.bind.as_str(), cfg.rtsp.port))
         .map_err(|e| format!("RTSP port {}:{}: {e}", cfg.rtsp.bind, cfg.rtsp.port))?;
     let rtsp_addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -65,30 +85,123 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
     on_bound(Bound {
         rtsp: rtsp_addr,
         rtsp_udp: server.udp_ports(),
+        http: http_addr,
     });
+    // The web page and API (crate::web): sources are started through it so a source change
+    // from the page restarts only that stream's task.
+    let web_rt = Rc::new(crate::web::live::LiveRuntime::new(
+        &plan,
+        starts
+            .iter()
+            .map(|(sp, _, h)| (sp.clone(), h.clone()))
+            .collect(),
+        server.clone(),
+        epoch,
+        (rtsp_addr.port(), http_addr.port()),
+    ));
+    let web = Rc::new(crate::web::api::WebApi::new(
+        cfg.clone(),
+        web_rt.clone(),
+        crate::web::live::SystemClock(epoch),
+        crate::web::api::WebOptions {
+            config_path: board.config_path.clone(),
+            board_encoder: board.encoder_command.clone(),
+            own_names: crate::web::live::own_names(),
+            random: Box::new(crate::web::live::os_random),
+            scrypt_log_n: crate::web::auth::SCRYPT_LOG_N,
+        },
+    ));
+    // RTMP/RTMPS push targets: one task each on this thread, a consumer each on its hub.
+    let push = net::rtmp_push::PushManager::new(
+        starts
+            .iter()
+            .map(|(sp, scfg, h)| (sp.name.clone(), h.clone(), scfg.max_bitrate_kbps))
+            .collect(),
+        epoch,
+    );
+    push.start_all(&cfg);
+    *web_rt.push.borrow_mut() = Some(push);
+    http_handlers.push(web.clone());
+    let http_server = HttpServer::new(
+        HttpLimits {
+            max_connections: plan.http_connections as usize,
+            request_timeout_ms: cfg.http.request_timeout_ms.into(),
+            keepalive_timeout_ms: cfg.http.keepalive_timeout_ms.into(),
+            send_timeout_ms: cfg.http.send_timeout_ms.into(),
+        },
+        http_handlers,
+    );
     // Media runs on one plain thread per input (see ingest::source); the async runtime below
-    // only carries the control plane.
-    for (sp, scfg, hub) in starts {
-        let audio = scfg.audio.clone();
-        if scfg.source.kind == SourceKind::Testsrc && audio.is_some() {
+    // only carries the control plane. Inputs are started through the web runtime, which keeps
+    // their stop flags, so a source change from the page restarts only that stream's input.
+    for (sp, scfg, _hub) in &starts {
+        if scfg.source.kind == SourceKind::Testsrc && scfg.audio.is_some() {
             log::warn!(
                 "[{}] testsrc makes its own audio; the audio input is ignored",
                 sp.name
             );
         }
-        source::spawn_video(scfg.source.clone(), sp.clone(), hub.clone(), epoch)
-            .map_err(|e| format!("[{}] cannot start the video input thread: {e}", sp.name))?;
-        if let (Some(a), false) = (audio, scfg.source.kind == SourceKind::Testsrc) {
-            source::spawn_audio(a, hub, epoch)
-                .map_err(|e| format!("[{}] cannot start the audio input thread: {e}", sp.name))?;
+        if !web_rt.start_sources(&sp.name, &cfg) {
+            return Err(format!("[{}] cannot start the input threads", sp.name));
         }
     }
     net::block_on(async move {
+        net::spawn(crate::web::live::background(web)).detach();
         let hubs: Vec<_> = hubs_for_watchdog;
         net::spawn(systemd_watchdog(hubs, epoch)).detach();
+        net::spawn(http_server.serve(http_listener)).detach();
         server.serve(listener).await;
     });
     Ok(())
+}
+
+/// Registers one HLS segmenter per stream on its hub (arena sized by the plan) and returns
+/// the HTTP routes that serve them.
+fn start_hls(
+    cfg: &Config,
+    starts: &[(StreamPlan, StreamConfig, SharedHub)],
+    epoch_unix_ms: u64,
+) -> HlsHandler {
+    let mut streams = Vec::new();
+    for (sp, scfg, hub) in starts {
+        let window = cfg.hls.window as usize;
+        let segmenter = crate::proto::hls::HlsConfig {
+            target_duration_ms: cfg.hls.segment_ms,
+            window_segments: window,
+            arena_len_bytes: sp.hls_bytes - sp.hls_segments * HLS_SEGMENT_ENTRY_BYTES,
+            max_segments: sp.hls_segments,
+        };
+        let expect_audio = match scfg.source.kind {
+            SourceKind::Testsrc => scfg.source.audio,
+            _ => scfg.audio.is_some(),
+        };
+        let mut hub = lock(hub);
+        let cursor = FrameCursor::start(&hub.ring, [true, true], sp.ring_bytes as u64 / 2);
+        let stream = Arc::new(Mutex::new(HlsStream::new(
+            HlsStreamConfig {
+                name: sp.name.clone(),
+                segmenter,
+                expect_audio,
+                max_bitrate_bps: u64::from(scfg.max_bitrate_kbps) * 1000,
+                epoch_unix_ms,
+            },
+            cursor,
+        )));
+        // Consumers run on the stream's ingest thread; the HTTP side locks the stream only
+        // to render a playlist or copy a chunk of a segment.
+        if !hub.add_consumer(stream.clone()) {
+            log::error!("[{}] HLS: no consumer slot on the hub", sp.name);
+            continue;
+        }
+        streams.push(stream);
+    }
+    log::info!(
+        "HLS: {} stream(s), {} ms segments, window {}",
+        streams.len(),
+        cfg.hls.segment_ms,
+        cfg.hls.window
+    );
+    HlsHandler::new(streams)
 }
 
 /// Tells systemd we are up (Type=notify), and feeds its watchdog only while frames flow: a

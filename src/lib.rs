@@ -25,3 +25,4 @@ pub mod media;
 pub mod net;
 pub mod proto;
 pub mod sd_notify;
+pub mod web;

@@ -22,6 +22,8 @@ use crate::media::budget::{StreamPlan, INGEST_READ_BUFFER_BYTES};
 use crate::media::fanout::{lock, SharedHub};
 use crate::media::{h264, AudioParams, Codec, FrameMeta, Track, VideoParams, VIDEO_CLOCK_HZ};
 use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The daemon's clock origin: every pts and `now_ms` counts from here, plus
@@ -201,9 +203,11 @@ impl VideoPipeline {
         assembler.end_of_write(&mut on_au);
     }
 
-    /// The source restarted: forget the partial AU (timestamps keep increasing).
+    /// The source restarted: forget the partial AU; the next AU is stamped at its arrival
+    /// (timestamps keep increasing, without smoothing across the gap).
     pub fn source_restarted(&mut self) {
         self.assembler.reset_partial();
+        self.stamper.resync();
     }
 }
 
@@ -453,6 +457,56 @@ pub fn spawn_video(
         .spawn(move || run_video(cfg, plan, hub, epoch))
 }
 
+thread_local! {
+    /// This ingest thread's stop flag (set by [`spawn_video_stoppable`]/[`spawn_audio_stoppable`]).
+    static STOP: std::cell::RefCell<Option<Arc<AtomicBool>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// True when this ingest thread was told to stop (its stream's source was replaced from the
+/// web page). Checked after every read and before every restart, so a stopped thread
+/// publishes nothing more and drops its encoder (`ChildGuard` kills it); a read that blocks
+/// forever (a silent UDP or TCP peer) keeps the old thread parked until data or an error.
+fn stopped() -> bool {
+    STOP.with(|s| {
+        s.borrow()
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+    })
+}
+
+/// [`spawn_video`] with a stop flag: setting it ends the thread (see `stopped`).
+pub fn spawn_video_stoppable(
+    cfg: SourceConfig,
+    plan: StreamPlan,
+    hub: SharedHub,
+    epoch: Epoch,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let name = lock(&hub).name.clone();
+    std::thread::Builder::new()
+        .name(format!("ingest-{name}"))
+        .spawn(move || {
+            STOP.with(|s| *s.borrow_mut() = Some(stop));
+            run_video(cfg, plan, hub, epoch)
+        })
+}
+
+/// [`spawn_audio`] with a stop flag.
+pub fn spawn_audio_stoppable(
+    cfg: SourceConfig,
+    hub: SharedHub,
+    epoch: Epoch,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let name = lock(&hub).name.clone();
+    std::thread::Builder::new()
+        .name(format!("ingest-{name}-audio"))
+        .spawn(move || {
+            STOP.with(|s| *s.borrow_mut() = Some(stop));
+            run_audio(cfg, hub, epoch)
+        })
+}
+
 /// Starts a stream's separate audio input on its own thread.
 pub fn spawn_audio(
     cfg: SourceConfig,
@@ -493,7 +547,11 @@ fn run_video(cfg: SourceConfig, plan: StreamPlan, hub: SharedHub, epoch: Epoch) 
             SourceKind::File => run_file_video(&cfg, &mut pipe, &mut buf, &hub, epoch),
             SourceKind::Testsrc => unreachable!("handled above"),
         };
+        if stopped() {
+            return;
+        }
         pipe.source_restarted();
+        lock(&hub).source_restarted();
         let delay = backoff.next_delay(started.elapsed());
         match result {
             Ok(()) => log::warn!(
@@ -507,6 +565,9 @@ fn run_video(cfg: SourceConfig, plan: StreamPlan, hub: SharedHub, epoch: Epoch) 
             ),
         }
         std::thread::sleep(delay);
+        if stopped() {
+            return;
+        }
     }
 }
 
@@ -528,6 +589,9 @@ fn run_mpegts(cfg: SourceConfig, plan: StreamPlan, hub: SharedHub, epoch: Epoch)
             }
             SourceKind::Testsrc => return,
         };
+        if stopped() {
+            return;
+        }
         let delay = backoff.next_delay(started.elapsed());
         match result {
             Ok(()) => log::warn!(
@@ -540,6 +604,9 @@ fn run_mpegts(cfg: SourceConfig, plan: StreamPlan, hub: SharedHub, epoch: Epoch)
             ),
         }
         std::thread::sleep(delay);
+        if stopped() {
+            return;
+        }
     }
 }
 
@@ -567,6 +634,9 @@ fn run_audio(cfg: SourceConfig, hub: SharedHub, epoch: Epoch) {
             SourceKind::File => run_file_audio(&cfg, &mut pipe, &mut buf, &hub, epoch),
             SourceKind::Testsrc => return,
         };
+        if stopped() {
+            return;
+        }
         let delay = backoff.next_delay(started.elapsed());
         match result {
             Ok(()) => log::warn!(
@@ -579,35 +649,13 @@ fn run_audio(cfg: SourceConfig, hub: SharedHub, epoch: Epoch) {
             ),
         }
         std::thread::sleep(delay);
+        if stopped() {
+            return;
+        }
     }
 }
 
 type Feed<'a> = dyn FnMut(&[u8], bool) + 'a;
-
-/// The encoder's command line (argument vector, or `sh -c` for `shell`), without stdio.
-///
-/// systemd's notify variables are removed: the socket and the watchdog belong to rillcast
-/// (sd_notify(3)); an encoder that speaks sd_notify must not report READY or feed the
-/// watchdog on rillcast's behalf.
-fn encoder_command(cfg: &SourceConfig) -> std::process::Command {
-    let mut c = match &cfg.shell {
-        Some(line) => {
-            let mut c = std::process::Command::new("sh");
-            c.arg("-c").arg(line);
-            c
-        }
-        None => {
-            // Config validation guarantees a non-empty `command` for exec without `shell`.
-            let mut c = std::process::Command::new(&cfg.command[0]);
-            c.args(&cfg.command[1..]);
-            c
-        }
-    };
-    for var in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
-        c.env_remove(var);
-    }
-    c
-}
 
 /// Kills the encoder when the reader gives up on it (error, restart, or daemon exit).
 struct ChildGuard(std::process::Child);
@@ -625,11 +673,27 @@ fn read_exec(
     buf: &mut [u8],
     feed: &mut Feed<'_>,
 ) -> Result<(), String> {
-    use std::process::Stdio;
-    let mut cmd = encoder_command(cfg);
+    use std::process::{Command, Stdio};
+    let mut cmd = match &cfg.shell {
+        Some(line) => {
+            let mut c = Command::new("sh");
+            c.arg("-c").arg(line);
+            c
+        }
+        None => {
+            let mut c = Command::new(&cfg.command[0]);
+            c.args(&cfg.command[1..]);
+            c
+        }
+    };
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::piped())
+        // systemd's notify socket and watchdog are ours (sd_notify(3)): an encoder that speaks
+        // sd_notify must not report READY or feed the watchdog on our behalf.
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID");
     let program = cfg.shell.as_deref().unwrap_or(&cfg.command[0]).to_string();
     let child = cmd
         .spawn()
@@ -663,6 +727,9 @@ fn read_exec(
         if n == 0 {
             break;
         }
+        if stopped() {
+            return Ok(());
+        }
         feed(&buf[..n], write_ended(n, buf.len()));
     }
     let status = child.0.wait().map_err(|e| e.to_string())?;
@@ -681,6 +748,9 @@ fn read_stdin(buf: &mut [u8], feed: &mut Feed<'_>) -> Result<(), String> {
             // A closed stdin won't come back: wait a little less eagerly than a crash loop.
             std::thread::sleep(Duration::from_secs(1));
             return Err("stdin closed".into());
+        }
+        if stopped() {
+            return Ok(());
         }
         feed(&buf[..n], write_ended(n, buf.len()));
     }
@@ -721,6 +791,9 @@ fn read_tcp(
         if n == 0 {
             return Err(format!("{addr} closed the connection"));
         }
+        if stopped() {
+            return Ok(());
+        }
         feed(&buf[..n], false);
     }
 }
@@ -730,6 +803,9 @@ fn read_udp(cfg: &SourceConfig, buf: &mut [u8], feed: &mut Feed<'_>) -> Result<(
     let s = std::net::UdpSocket::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
     loop {
         let n = s.recv(buf).map_err(|e| format!("{addr}: {e}"))?;
+        if stopped() {
+            return Ok(());
+        }
         feed(&buf[..n], false);
     }
 }
@@ -774,6 +850,9 @@ fn run_file_video(
                 slot += 1;
                 t
             };
+            if stopped() {
+                return Ok(());
+            }
             pipe.feed(&buf[..n], false, hub, &mut arrival, epoch.now_ms());
             sleep_until(start + frame.mul_f64((pipe.published - base) as f64));
         }
@@ -822,6 +901,9 @@ fn run_file_audio(
                 slot += 1;
                 t
             };
+            if stopped() {
+                return Ok(());
+            }
             pipe.feed(&buf[..n], hub, epoch, &mut arrival, epoch.now_ms());
             sleep_until(start + per_frame.mul_f64((pipe.published - base) as f64));
         }
@@ -875,6 +957,9 @@ fn run_testsrc(cfg: SourceConfig, plan: StreamPlan, hub: &SharedHub, epoch: Epoc
         let adue = start + aframe.mul_f64(an as f64);
         let video_next = tone.is_none() || vdue <= adue;
         sleep_until(if video_next { vdue } else { adue });
+        if stopped() {
+            return;
+        }
         if video_next {
             match pattern.next_frame(&mut vbuf) {
                 Ok((len, _key)) => {
@@ -905,32 +990,6 @@ mod tests {
         assert!(!write_ended(32768, 65536), "ffmpeg's avio buffer size");
         assert!(!write_ended(65536, 65536), "a full buffer may continue");
         assert!(!write_ended(0, 65536));
-    }
-
-    #[test]
-    fn encoder_does_not_inherit_systemd_notify_variables() {
-        let argv = SourceConfig {
-            command: vec!["rpicam-vid".into(), "-o".into(), "-".into()],
-            ..SourceConfig::default()
-        };
-        let shell = SourceConfig {
-            shell: Some("rpicam-vid -o - | cat".into()),
-            ..SourceConfig::default()
-        };
-        for cfg in [argv, shell] {
-            let cmd = encoder_command(&cfg);
-            let removed: Vec<_> = cmd
-                .get_envs()
-                .filter(|(_, v)| v.is_none())
-                .map(|(k, _)| k.to_string_lossy().into_owned())
-                .collect();
-            assert_eq!(
-                removed,
-                ["NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC"],
-                "{:?}",
-                cmd.get_program()
-            );
-        }
     }
 
     #[test]

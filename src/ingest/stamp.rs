@@ -18,6 +18,8 @@ pub struct VideoStamper {
     duration: f64,
     nominal: f64,
     last: Option<f64>,
+    /// The next frame re-anchors to its arrival time (the source restarted).
+    resync_next: bool,
 }
 
 impl VideoStamper {
@@ -29,7 +31,15 @@ impl VideoStamper {
             duration: nominal,
             nominal,
             last: None,
+            resync_next: false,
         }
+    }
+
+    /// The source restarted: the next frame takes its arrival time (still after the last
+    /// pts) instead of smearing the restart gap over the frames that follow — a smeared gap
+    /// stretches the next GOPs' media time, and HLS segments with them past the target.
+    pub fn resync(&mut self) {
+        self.resync_next = true;
     }
 
     /// Changes the nominal rate (e.g. the SPS said otherwise) without a jump.
@@ -48,7 +58,8 @@ impl VideoStamper {
         };
         let predicted = last + self.duration;
         let err = arrival - predicted;
-        let pts = if err.abs() > RESYNC_S * self.clock_hz {
+        let resync = std::mem::take(&mut self.resync_next);
+        let pts = if resync || err.abs() > RESYNC_S * self.clock_hz {
             self.duration = self.nominal;
             arrival.max(last + 1.0)
         } else {
@@ -98,6 +109,26 @@ impl AudioStamper {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restart_gap_is_not_smeared_over_the_next_frames() {
+        let mut s = VideoStamper::new(90_000, 25.0);
+        for i in 0..50u64 {
+            s.stamp(i * 3600);
+        }
+        // The encoder restarts: 600 ms with no frame, then frames at 25 fps again.
+        s.resync();
+        let after: Vec<u64> = (0..25u64)
+            .map(|i| s.stamp(49 * 3600 + 54_000 + i * 3600))
+            .collect();
+        assert_eq!(after[0], 49 * 3600 + 54_000, "re-anchored at arrival");
+        // One GOP after the restart spans 24 frame durations, not 24 plus the gap.
+        assert!(
+            (after[24] - after[0]).abs_diff(24 * 3600) < 400,
+            "{}",
+            after[24] - after[0]
+        );
+    }
 
     #[test]
     fn jittery_arrivals_become_even_steps() {

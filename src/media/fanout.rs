@@ -29,8 +29,8 @@ pub struct StreamView<'a> {
     pub ring: &'a MediaRing,
     pub video: Option<&'a VideoParams>,
     pub audio: Option<&'a AudioParams>,
-    /// Bumped whenever codec parameters change (consumers re-send headers, HLS marks a
-    /// discontinuity).
+    /// Bumped whenever codec parameters change or the source restarted (consumers re-send
+    /// headers, HLS marks a discontinuity).
     pub params_generation: u32,
 }
 
@@ -62,6 +62,8 @@ pub struct StreamHub {
     pub params_generation: u32,
     /// Wall-clock-free liveness: `now_ms` of the last frame.
     pub last_frame_ms: Option<u64>,
+    /// Times the source driver restarted its input (for the web page and metrics).
+    pub source_restarts: u64,
     consumers: Vec<ConsumerRef>,
     max_consumers: usize,
     stats: HubStats,
@@ -76,6 +78,7 @@ impl StreamHub {
             audio: None,
             params_generation: 0,
             last_frame_ms: None,
+            source_restarts: 0,
             consumers: Vec::with_capacity(max_consumers),
             max_consumers,
             stats: HubStats::default(),
@@ -128,6 +131,13 @@ impl StreamHub {
             self.video = Some(p);
             self.params_generation += 1;
         }
+    }
+
+    /// The source restarted (encoder process, connection): counted like a parameter change,
+    /// so consumers that care (HLS marks a discontinuity) see it in `params_generation`.
+    pub fn source_restarted(&mut self) {
+        self.params_generation += 1;
+        self.source_restarts += 1;
     }
 
     pub fn set_audio_params(&mut self, p: AudioParams) {

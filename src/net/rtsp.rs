@@ -121,6 +121,45 @@ impl RtspServer {
         (p(&self.udp_rtp), p(&self.udp_rtcp))
     }
 
+    /// Playing viewers as (id, stream, peer) for the web API; the id is `rtsp-<peer>`.
+    pub fn viewer_list(&self) -> Vec<(String, String, SocketAddr)> {
+        // Upgrade under the list lock, then lock each viewer with the list lock released.
+        let viewers: Vec<_> = lock(&self.viewers)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        viewers
+            .iter()
+            .filter_map(|v| {
+                let v = lock(v);
+                (!v.closed).then(|| (format!("rtsp-{}", v.peer), v.stream.clone(), v.peer))
+            })
+            .collect()
+    }
+
+    /// Disconnects the viewer with this id (see [`RtspServer::viewer_list`]).
+    pub fn kick(&self, id: &str) -> bool {
+        let viewers: Vec<_> = lock(&self.viewers)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for v in viewers {
+            {
+                let mut v = lock(&v);
+                if !v.closed && format!("rtsp-{}", v.peer) == id {
+                    log::info!(
+                        "[{}] viewer {} disconnected from the web API",
+                        v.stream,
+                        v.peer
+                    );
+                    v.close();
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
     fn bump(&self, f: impl FnOnce(&mut RtspStats)) {
         let mut s = self.stats.get();
         f(&mut s);

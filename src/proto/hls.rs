@@ -354,11 +354,22 @@ impl HlsSegmenter {
         self.last_90k = Some(t);
     }
 
+    /// Cut when the open segment reached the target, less a slack: timestamps stamped from
+    /// arrival jitter (by a millisecond, or by tens of them while an encoder's clock settles
+    /// after a restart), and a keyframe due at the target (a GOP equal to the target) must not
+    /// slip to the next one and double the segment past EXT-X-TARGETDURATION. Video: 10 % of
+    /// the target or half a frame, whichever is more; audio-only: half a frame.
     fn should_cut(&mut self, t: u64) -> bool {
+        let half_frame_90k = self.last_interval_90k / 2;
+        let slack_90k = if self.video.is_some() {
+            half_frame_90k.max(u64::from(self.cfg.target_duration_ms) * CLOCK_90K / 10_000)
+        } else {
+            half_frame_90k
+        };
         match self.store.open() {
             None => true,
             Some(s) => {
-                t.saturating_sub(s.start_90k) * 1000
+                (t.saturating_sub(s.start_90k) + slack_90k) * 1000
                     >= u64::from(self.cfg.target_duration_ms) * CLOCK_90K
             }
         }
@@ -441,6 +452,15 @@ impl HlsSegmenter {
         buf[..first].copy_from_slice(&self.store.arena[at..at + first]);
         buf[first..n].copy_from_slice(&self.store.arena[..n - first]);
         Ok(n)
+    }
+
+    /// Peak bit rate over the listed segments (RFC 8216 §4.3.4.2 BANDWIDTH: the largest
+    /// segment bit rate), or None before the first complete segment.
+    pub fn peak_bitrate_bps(&self) -> Option<u64> {
+        self.listed_segments()
+            .filter(|s| s.duration_90k > 0)
+            .map(|s| s.len_bytes as u64 * 8 * CLOCK_90K / s.duration_90k)
+            .max()
     }
 
     /// Sequence numbers of the segments the media playlist lists now (oldest first).
@@ -672,6 +692,29 @@ mod tests {
         );
         assert_eq!(h.stats().target_duration_exceeded, 0);
         assert_eq!(h.stats().evicted_early, 0);
+        // Each 1 s segment: PAT + PMT + 10 one-packet frames = 12 packets = 18048 bits/s.
+        assert_eq!(h.peak_bitrate_bps(), Some(12 * 188 * 8));
+    }
+
+    #[test]
+    fn a_gop_equal_to_the_target_is_cut_despite_jitter() {
+        let mut h = HlsSegmenter::new(HlsConfig::default(), Some(Codec::H264), None).unwrap();
+        // 25 fps, a keyframe every 25 frames, each keyframe stamped 1 ms (90 ticks) early, or
+        // 60 ms early (an encoder's clock settling after a restart).
+        for i in 0..101u64 {
+            let key = i.is_multiple_of(25);
+            let early = match i {
+                25 | 75 => 90,
+                50 | 100 => 5400,
+                _ => 0,
+            };
+            let t = i * 3600 - early;
+            h.push_video(&vmeta(t, key), &AU, T0_MS + t / 90).unwrap();
+        }
+        // Cut at every keyframe (25, 50, 75, 100); without the slack only at 50 and 100.
+        assert_eq!(h.listed().collect::<Vec<_>>(), [0, 1, 2, 3]);
+        assert_eq!(h.target_duration_s(), Some(1));
+        assert_eq!(h.stats().target_duration_exceeded, 0);
     }
 
     #[test]

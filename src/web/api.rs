@@ -1,0 +1,1168 @@
+//! The JSON API (`/api/v1/...`), `/metrics` and the page's assets behind one [`HttpHandler`],
+//! with the security rules in front of every route.
+//!
+//! Owns: the route table ([`ROUTES`], which the OpenAPI test compares with `docs/openapi.yaml`),
+//! request validation (JSON only, size-capped, unknown fields and wrong types refused with the
+//! field named, nothing applied on any error), the order of checks (Host → route → auth → CSRF
+//! → body), the running configuration and its save-then-apply protocol, sessions, the login
+//! limiter, the event log and the webhook queue.
+//!
+//! Must not: touch hubs or sockets directly — everything live goes through [`Runtime`], which
+//! the daemon implements (`web::live`) and the tests fake; read the clock (time comes from the
+//! injected [`Clock`]); or answer anything but health, the session probe, the page and the
+//! set-password call before a password exists.
+
+use super::auth::{self, LoginLimiter, Sessions};
+use super::events::{EventKind, EventLog, WebhookQueue};
+use super::metrics::{self, ServerCounters};
+use super::page;
+use super::persist;
+use super::status::{mask_push_url, Status};
+use crate::config::{Config, PushConfig};
+use crate::net::http::{HttpBody, HttpHandler, HttpRequest, HttpResponse};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::path::PathBuf;
+
+/// Largest JSON body accepted (a whole config with 16 push targets is ~8 KB).
+pub const MAX_JSON_BYTES: usize = 64 * 1024;
+/// Logged-in browsers at once.
+pub const MAX_SESSIONS: usize = 16;
+/// A session unused this long is gone.
+pub const SESSION_IDLE_MS: u64 = 12 * 3600 * 1000;
+/// A session older than this is gone even if used.
+pub const SESSION_MAX_MS: u64 = 7 * 24 * 3600 * 1000;
+/// Events kept for the page.
+pub const EVENT_LOG_LEN: usize = 256;
+/// Webhook deliveries waiting at most.
+pub const WEBHOOK_QUEUE_LEN: usize = 64;
+/// Attempts per webhook delivery.
+pub const WEBHOOK_ATTEMPTS: u32 = 4;
+/// Placeholder the API shows instead of a push key; sending it back keeps the stored key.
+pub const MASKED_KEY: &str = "********";
+
+/// What the live daemon offers the API.
+pub trait Runtime {
+    /// A fresh snapshot (streams, viewers, push targets, memory).
+    fn status(&self, cfg: &Config, now_ms: u64) -> Status;
+    /// Disconnects viewer `id`; false if there is none.
+    fn kick_viewer(&self, id: &str) -> bool;
+    /// Restarts a stream's source task(s); false if there is no such stream.
+    fn restart_source(&self, stream: &str, cfg: &Config) -> bool;
+    /// Applies a saved change live as `plan` says (`new` is already the running config).
+    fn apply(&self, plan: &ChangePlan, new: &Config);
+    /// Server counters for `/metrics`.
+    fn counters(&self) -> ServerCounters;
+}
+
+/// Time as the API sees it: a monotonic ms clock (sessions, limits) and wall-clock ms (event
+/// stamps).
+pub trait Clock {
+    fn now_ms(&self) -> u64;
+    fn unix_ms(&self) -> u64;
+}
+
+/// What a configuration change does to the running daemon.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ChangePlan {
+    /// Streams whose source task restarts (viewers stay connected; they see a short gap).
+    pub restart_sources: Vec<String>,
+    /// Push targets (indices in the new list) that reconnect; others are untouched.
+    pub restart_push: Vec<usize>,
+    /// Applied at once without restarting anything.
+    pub applied_live: Vec<String>,
+    /// Saved, but takes effect only when the daemon restarts.
+    pub needs_daemon_restart: Vec<String>,
+}
+
+impl ChangePlan {
+    /// Compares two valid configurations.
+    pub fn between(old: &Config, new: &Config) -> ChangePlan {
+        let mut p = ChangePlan::default();
+        if old.rtsp != new.rtsp {
+            p.needs_daemon_restart.push("rtsp".into());
+        }
+        if (old.http.port, &old.http.bind) != (new.http.port, &new.http.bind) {
+            p.needs_daemon_restart.push("http.port/bind".into());
+        }
+        if old.http.password_hash != new.http.password_hash {
+            p.applied_live.push("password".into());
+        }
+        if old.http.allowed_hosts != new.http.allowed_hosts {
+            p.applied_live.push("http.allowed_hosts".into());
+        }
+        if old.http.api_tokens != new.http.api_tokens {
+            p.applied_live.push("http.api_tokens".into());
+        }
+        if old.media != new.media {
+            p.needs_daemon_restart.push("media".into());
+        }
+        if old.webhooks != new.webhooks {
+            p.applied_live.push("webhooks".into());
+        }
+        if old.streams.keys().ne(new.streams.keys()) {
+            p.needs_daemon_restart
+                .push("streams (added or removed)".into());
+        }
+        for (name, n) in &new.streams {
+            let Some(o) = old.streams.get(name) else {
+                continue;
+            };
+            if o.source != n.source || o.audio != n.audio {
+                p.restart_sources.push(name.clone());
+            }
+            if (o.buffer_ms, o.max_bitrate_kbps) != (n.buffer_ms, n.max_bitrate_kbps) {
+                p.needs_daemon_restart.push(format!(
+                    "streams.{name}.buffer_ms/max_bitrate_kbps (memory plan)"
+                ));
+            }
+            if o.auth != n.auth {
+                p.needs_daemon_restart.push(format!("streams.{name}.auth"));
+            }
+        }
+        for (i, t) in new.push.iter().enumerate() {
+            if old.push.get(i) != Some(t) {
+                p.restart_push.push(i);
+            }
+        }
+        if old.push.len() > new.push.len() {
+            p.applied_live.push(format!(
+                "{} push target(s) removed",
+                old.push.len() - new.push.len()
+            ));
+        }
+        p
+    }
+
+    /// One-line summaries for the page and the `config_changed` event.
+    pub fn describe(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .restart_sources
+            .iter()
+            .map(|s| format!("restarted the source of stream {s}"))
+            .collect();
+        v.extend(
+            self.restart_push
+                .iter()
+                .map(|i| format!("(re)started push target {i}")),
+        );
+        v.extend(
+            self.applied_live
+                .iter()
+                .map(|s| format!("applied live: {s}")),
+        );
+        v.extend(
+            self.needs_daemon_restart
+                .iter()
+                .map(|s| format!("saved; takes effect after a daemon restart: {s}")),
+        );
+        v
+    }
+}
+
+/// Who is calling.
+#[derive(Clone, Debug)]
+enum Caller {
+    Session(auth::Session),
+    Token,
+}
+
+/// Which checks a route needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    /// Anyone (subject to the Host check).
+    Public,
+    /// A session or a bearer token; a session also needs the CSRF header on changes.
+    User,
+}
+
+/// Every route: method, path template (`{x}` = one path segment), access, handler id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    Page,
+    Health,
+    Session,
+    Setup,
+    Login,
+    Logout,
+    Password,
+    Status,
+    Streams,
+    Stream,
+    StreamRestart,
+    Viewers,
+    ViewerKick,
+    PushList,
+    PushAdd,
+    PushUpdate,
+    PushRemove,
+    ConfigGet,
+    ConfigPut,
+    ConfigValidate,
+    Events,
+    Tokens,
+    TokenAdd,
+    TokenRemove,
+    Metrics,
+}
+
+/// The route table. `docs/openapi.yaml` lists exactly the `/api` and `/metrics` entries.
+pub const ROUTES: &[(&str, &str, Route)] = &[
+    ("GET", "/api/v1/health", Route::Health),
+    ("GET", "/api/v1/session", Route::Session),
+    ("POST", "/api/v1/setup", Route::Setup),
+    ("POST", "/api/v1/login", Route::Login),
+    ("POST", "/api/v1/logout", Route::Logout),
+    ("PUT", "/api/v1/password", Route::Password),
+    ("GET", "/api/v1/status", Route::Status),
+    ("GET", "/api/v1/streams", Route::Streams),
+    ("GET", "/api/v1/streams/{name}", Route::Stream),
+    (
+        "POST",
+        "/api/v1/streams/{name}/restart",
+        Route::StreamRestart,
+    ),
+    ("GET", "/api/v1/viewers", Route::Viewers),
+    ("DELETE", "/api/v1/viewers/{id}", Route::ViewerKick),
+    ("GET", "/api/v1/push", Route::PushList),
+    ("POST", "/api/v1/push", Route::PushAdd),
+    ("PUT", "/api/v1/push/{index}", Route::PushUpdate),
+    ("DELETE", "/api/v1/push/{index}", Route::PushRemove),
+    ("GET", "/api/v1/config", Route::ConfigGet),
+    ("PUT", "/api/v1/config", Route::ConfigPut),
+    ("POST", "/api/v1/config/validate", Route::ConfigValidate),
+    ("GET", "/api/v1/events", Route::Events),
+    ("GET", "/api/v1/tokens", Route::Tokens),
+    ("POST", "/api/v1/tokens", Route::TokenAdd),
+    ("DELETE", "/api/v1/tokens/{index}", Route::TokenRemove),
+    ("GET", "/metrics", Route::Metrics),
+];
+
+fn access(r: Route) -> Access {
+    match r {
+        Route::Page | Route::Health | Route::Session | Route::Setup | Route::Login => {
+            Access::Public
+        }
+        _ => Access::User,
+    }
+}
+
+/// Matches `path` against a template; fills `param` with the `{x}` segment (percent-decoded).
+fn match_template(tpl: &str, path: &str, param: &mut String) -> bool {
+    let (mut t, mut p) = (tpl.split('/'), path.split('/'));
+    loop {
+        match (t.next(), p.next()) {
+            (None, None) => return true,
+            (Some(ts), Some(ps)) if ts.starts_with('{') => match percent_decode(ps) {
+                Some(d) if !d.is_empty() => *param = d,
+                _ => return false,
+            },
+            (Some(ts), Some(ps)) if ts == ps => {}
+            _ => return false,
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let h = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(h, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Finds the route; Err(405) when the path exists with other methods, Err(404) otherwise.
+pub fn route(method: &str, path: &str) -> Result<(Route, String), u16> {
+    if page::asset(path).is_some() {
+        return if method == "GET" {
+            Ok((Route::Page, String::new()))
+        } else {
+            Err(405)
+        };
+    }
+    let mut param = String::new();
+    let mut path_known = false;
+    for &(m, tpl, r) in ROUTES {
+        if match_template(tpl, path, &mut param) {
+            if m == method {
+                return Ok((r, param));
+            }
+            path_known = true;
+        }
+    }
+    Err(if path_known { 405 } else { 404 })
+}
+
+/// An API error: status, the offending field (dotted path) if any, and a sentence.
+#[derive(Debug, Serialize)]
+pub struct ApiError {
+    #[serde(skip)]
+    pub status: u16,
+    pub error: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+fn err(status: u16, msg: impl Into<String>) -> ApiError {
+    ApiError {
+        status,
+        error: msg.into(),
+        field: None,
+    }
+}
+
+fn field_err(field: impl Into<String>, msg: impl Into<String>) -> ApiError {
+    ApiError {
+        status: 400,
+        error: msg.into(),
+        field: Some(field.into()),
+    }
+}
+
+fn json_response(status: u16, v: &impl Serialize) -> HttpResponse {
+    let body = serde_json::to_vec(v).unwrap_or_else(|_| b"{}".to_vec());
+    page::security_headers(
+        HttpResponse::new(status, HttpBody::Bytes(body))
+            .with_header("Content-Type", "application/json")
+            .with_header("Cache-Control", "no-store"),
+    )
+}
+
+fn error_response(e: ApiError) -> HttpResponse {
+    let r = json_response(e.status, &e);
+    if e.status == 401 {
+        r.with_header("WWW-Authenticate", "Bearer realm=\"rillcast\"")
+    } else {
+        r
+    }
+}
+
+/// Parses a JSON body into `T` (which denies unknown fields), naming the field on error.
+fn parse_json<T: DeserializeOwned>(req: &HttpRequest<'_>) -> Result<T, ApiError> {
+    let ctype = req.header("content-type").unwrap_or("");
+    if !ctype
+        .split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+    {
+        return Err(err(415, "send Content-Type: application/json"));
+    }
+    if req.body.len() > MAX_JSON_BYTES {
+        return Err(err(413, format!("body over {MAX_JSON_BYTES} bytes")));
+    }
+    let mut de = serde_json::Deserializer::from_slice(req.body);
+    let v: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = if inner.is_syntax() || inner.is_eof() {
+            format!("malformed JSON: {inner}")
+        } else {
+            // serde's own sentence without the position suffix.
+            let s = inner.to_string();
+            s.split(" at line ").next().unwrap_or(&s).to_string()
+        };
+        ApiError {
+            status: 400,
+            error: msg,
+            field: (path != "." && path != "?").then_some(path),
+        }
+    })?;
+    de.end()
+        .map_err(|e| err(400, format!("malformed JSON: {e}")))?;
+    Ok(v)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordChange {
+    current: String,
+    new: String,
+}
+
+/// A push target as the API takes it (same fields as `[[push]]`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushBody {
+    url: String,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default = "live")]
+    stream: String,
+    #[serde(default = "yes")]
+    enabled: bool,
+}
+
+fn live() -> String {
+    "live".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Everything behind the HTTP port except media.
+pub struct WebApi<R: Runtime, C: Clock> {
+    pub rt: R,
+    pub clock: C,
+    st: RefCell<WebState>,
+}
+
+struct WebState {
+    cfg: Config,
+    config_path: Option<PathBuf>,
+    board_encoder: Option<Vec<String>>,
+    own_names: Vec<String>,
+    sessions: Sessions,
+    limiter: LoginLimiter,
+    events: EventLog,
+    webhooks: WebhookQueue,
+    random: RandomFill,
+    metrics_buf: String,
+    /// Last snapshot the observer diffed against.
+    last_seen: Option<Status>,
+    /// Woken when a webhook delivery is queued.
+    webhook_wake: Option<smol::channel::Sender<()>>,
+    /// Test hook: scrypt cost for new passwords.
+    scrypt_log_n: u8,
+}
+
+/// Fills a buffer with random bytes (the OS's in the daemon, a counter in tests).
+pub type RandomFill = Box<dyn FnMut(&mut [u8])>;
+
+/// Options for [`WebApi::new`].
+pub struct WebOptions {
+    pub config_path: Option<PathBuf>,
+    pub board_encoder: Option<Vec<String>>,
+    /// This machine's names (hostname, hostname.local) accepted in `Host`.
+    pub own_names: Vec<String>,
+    pub random: RandomFill,
+    pub scrypt_log_n: u8,
+}
+
+impl<R: Runtime, C: Clock> WebApi<R, C> {
+    pub fn new(cfg: Config, rt: R, clock: C, o: WebOptions) -> Self {
+        WebApi {
+            rt,
+            clock,
+            st: RefCell::new(WebState {
+                cfg,
+                config_path: o.config_path,
+                board_encoder: o.board_encoder,
+                own_names: o.own_names,
+                sessions: Sessions::new(MAX_SESSIONS, SESSION_IDLE_MS, SESSION_MAX_MS),
+                limiter: LoginLimiter::new(64, 60_000, 5, 20),
+                events: EventLog::new(EVENT_LOG_LEN),
+                webhooks: WebhookQueue::new(WEBHOOK_QUEUE_LEN, WEBHOOK_ATTEMPTS, 2000),
+                random: o.random,
+                metrics_buf: String::new(),
+                last_seen: None,
+                webhook_wake: None,
+                scrypt_log_n: o.scrypt_log_n,
+            }),
+        }
+    }
+
+    /// The running configuration.
+    pub fn config(&self) -> Config {
+        self.st.borrow().cfg.clone()
+    }
+
+    /// Records an event and queues it for the webhooks.
+    pub fn emit(&self, kind: EventKind) {
+        let unix = self.clock.unix_ms();
+        let now = self.clock.now_ms();
+        let mut st = self.st.borrow_mut();
+        let WebState {
+            events,
+            webhooks,
+            cfg,
+            ..
+        } = &mut *st;
+        let e = events.push(kind, unix);
+        let urls: Vec<String> = cfg.webhooks.iter().map(|w| w.url.clone()).collect();
+        webhooks.enqueue(e, &urls, now);
+        if !urls.is_empty() {
+            if let Some(w) = &st.webhook_wake {
+                // Full means a wake-up is already pending: nothing lost.
+                let _ = w.try_send(());
+            }
+        }
+    }
+
+    /// A receiver that gets a message whenever a webhook delivery is queued (one slot: several
+    /// queued deliveries may share one wake-up).
+    pub fn webhook_wakeups(&self) -> smol::channel::Receiver<()> {
+        let (tx, rx) = smol::channel::bounded(1);
+        self.st.borrow_mut().webhook_wake = Some(tx);
+        rx
+    }
+
+    /// Takes the next webhook delivery that is due (for the sender task).
+    pub fn webhook_due(&self) -> Option<super::events::Delivery> {
+        let now = self.clock.now_ms();
+        self.st.borrow_mut().webhooks.take_due(now)
+    }
+
+    /// Milliseconds until the earliest waiting delivery is due (0 = now), if any.
+    pub fn webhook_next_due_in_ms(&self) -> Option<u64> {
+        let now = self.clock.now_ms();
+        let due = self.st.borrow().webhooks.next_due_ms()?;
+        Some(due.saturating_sub(now))
+    }
+
+    /// Hands a delivery's outcome back.
+    pub fn webhook_done(&self, d: super::events::Delivery, ok: bool) {
+        let now = self.clock.now_ms();
+        self.st.borrow_mut().webhooks.finished(d, ok, now);
+    }
+
+    /// The observer: diffs a fresh snapshot against the last one and emits stream, viewer and
+    /// push events. The daemon calls it when its sampler thread sees a change.
+    pub fn observe(&self) {
+        let now = self.clock.now_ms();
+        let snap = {
+            let st = self.st.borrow();
+            self.rt.status(&st.cfg, now)
+        };
+        let prev = self.st.borrow_mut().last_seen.take();
+        let mut out = Vec::new();
+        if let Some(prev) = &prev {
+            diff_events(prev, &snap, &mut out);
+        }
+        for k in out {
+            self.emit(k);
+        }
+        self.st.borrow_mut().last_seen = Some(snap);
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    fn random<const N: usize>(&self) -> [u8; N] {
+        let mut b = [0u8; N];
+        (self.st.borrow_mut().random)(&mut b);
+        b
+    }
+
+    /// Who is calling, if anyone valid.
+    fn caller(&self, req: &HttpRequest<'_>) -> Result<Caller, ApiError> {
+        let mut st = self.st.borrow_mut();
+        if let Some(a) = req.header("authorization") {
+            let tok = a
+                .strip_prefix("Bearer ")
+                .ok_or_else(|| err(401, "Authorization must be `Bearer TOKEN`"))?;
+            return if auth::token_matches(tok.trim(), &st.cfg.http.api_tokens) {
+                Ok(Caller::Token)
+            } else {
+                Err(err(401, "unknown API token"))
+            };
+        }
+        let now = self.clock.now_ms();
+        let sid = req
+            .header("cookie")
+            .and_then(|c| auth::cookie(c, auth::SESSION_COOKIE))
+            .ok_or_else(|| err(401, "log in first"))?;
+        st.sessions
+            .check(sid, now)
+            .map(Caller::Session)
+            .ok_or_else(|| err(401, "session expired: log in again"))
+    }
+
+    fn dispatch(&self, req: &HttpRequest<'_>) -> Result<HttpResponse, ApiError> {
+        {
+            let st = self.st.borrow();
+            if !auth::host_allowed(
+                req.header("host"),
+                &st.cfg.http.allowed_hosts,
+                &st.own_names,
+            ) {
+                return Err(err(
+                    403,
+                    "Host not allowed: add it to [http] allowed_hosts (DNS-rebinding guard)",
+                ));
+            }
+        }
+        let (route, param) = route(req.method, req.path).map_err(|s| match s {
+            405 => err(405, "method not allowed"),
+            _ => err(404, "no such endpoint"),
+        })?;
+        if route == Route::Page {
+            // The asset exists: route() checked.
+            return page::asset(req.path).ok_or_else(|| err(404, "no such page"));
+        }
+        let password_set = self.st.borrow().cfg.http.password_hash.is_some();
+        if access(route) == Access::User {
+            if !password_set {
+                return Err(err(403, "set a password first (POST /api/v1/setup)"));
+            }
+            let caller = self.caller(req)?;
+            if req.method != "GET" {
+                if let Caller::Session(s) = &caller {
+                    let ok = req
+                        .header("x-csrf-token")
+                        .is_some_and(|t| auth::ct_eq(t.as_bytes(), s.csrf.as_bytes()));
+                    if !ok {
+                        return Err(err(403, "missing or wrong X-CSRF-Token header"));
+                    }
+                }
+            }
+            return self.user_route(route, &param, req, &caller);
+        }
+        self.public_route(route, req, password_set)
+    }
+
+    fn public_route(
+        &self,
+        route: Route,
+        req: &HttpRequest<'_>,
+        password_set: bool,
+    ) -> Result<HttpResponse, ApiError> {
+        match route {
+            Route::Health => {
+                let st = self.st.borrow();
+                let s = self.rt.status(&st.cfg, self.now());
+                #[derive(Serialize)]
+                struct Health<'a> {
+                    up: bool,
+                    version: &'a str,
+                    streams_live: Vec<(String, bool)>,
+                }
+                Ok(json_response(
+                    200,
+                    &Health {
+                        up: true,
+                        version: env!("CARGO_PKG_VERSION"),
+                        streams_live: s.streams.iter().map(|x| (x.name.clone(), x.live)).collect(),
+                    },
+                ))
+            }
+            Route::Session => {
+                let caller = self.caller(req).ok();
+                let csrf = match &caller {
+                    Some(Caller::Session(s)) => Some(s.csrf.clone()),
+                    _ => None,
+                };
+                Ok(json_response(
+                    200,
+                    &serde_json::json!({
+                        "setup_required": !password_set,
+                        "logged_in": caller.is_some() && password_set,
+                        "csrf": csrf,
+                    }),
+                ))
+            }
+            Route::Setup => {
+                if password_set {
+                    return Err(err(409, "a password is already set; log in"));
+                }
+                let b: PasswordBody = parse_json(req)?;
+                auth::check_new_password(&b.password)
+                    .map_err(|e| field_err("password", e.message()))?;
+                let salt = self.random::<16>();
+                let log_n = self.st.borrow().scrypt_log_n;
+                let mut new = self.config();
+                new.http.password_hash = Some(auth::hash_password_with(
+                    &b.password,
+                    &salt,
+                    log_n,
+                    auth::SCRYPT_R,
+                    auth::SCRYPT_P,
+                ));
+                self.save_and_apply(new)?;
+                Ok(self.new_session_response())
+            }
+            Route::Login => {
+                if !password_set {
+                    return Err(err(403, "set a password first (POST /api/v1/setup)"));
+                }
+                let b: PasswordBody = parse_json(req)?;
+                self.check_password(req, &b.password)?;
+                Ok(self.new_session_response())
+            }
+            // Every other route is Access::User.
+            _ => Err(err(404, "no such endpoint")),
+        }
+    }
+
+    /// Rate-limited password check.
+    fn check_password(&self, req: &HttpRequest<'_>, pw: &str) -> Result<(), ApiError> {
+        let now = self.now();
+        let ip = req.peer.ip();
+        let mut st = self.st.borrow_mut();
+        if let Err(wait_s) = st.limiter.allow(ip, now) {
+            return Err(err(
+                429,
+                format!("too many attempts; try again in {wait_s} s"),
+            ));
+        }
+        let stored = st.cfg.http.password_hash.clone().unwrap_or_default();
+        match auth::verify_password(pw, &stored) {
+            Ok(true) => {
+                st.limiter.succeeded(ip);
+                Ok(())
+            }
+            Ok(false) => {
+                st.limiter.failed(ip, now);
+                Err(err(401, "wrong password"))
+            }
+            Err(e) => Err(err(500, e.message())),
+        }
+    }
+
+    fn new_session_response(&self) -> HttpResponse {
+        let r = self.random::<32>();
+        let now = self.now();
+        let s = self.st.borrow_mut().sessions.create(&r, now);
+        json_response(200, &serde_json::json!({ "csrf": s.csrf })).with_header(
+            "Set-Cookie",
+            auth::session_cookie(&s.id, SESSION_MAX_MS / 1000),
+        )
+    }
+
+    fn user_route(
+        &self,
+        route: Route,
+        param: &str,
+        req: &HttpRequest<'_>,
+        caller: &Caller,
+    ) -> Result<HttpResponse, ApiError> {
+        let host = req
+            .header("host")
+            .map(|h| {
+                h.rsplit_once(':')
+                    .filter(|(_, p)| !p.contains(']'))
+                    .map_or(h, |(h, _)| h)
+            })
+            .unwrap_or("localhost")
+            .to_string();
+        match route {
+            Route::Logout => {
+                if let Caller::Session(s) = caller {
+                    self.st.borrow_mut().sessions.remove(&s.id);
+                }
+                Ok(json_response(200, &serde_json::json!({}))
+                    .with_header("Set-Cookie", auth::clear_cookie()))
+            }
+            Route::Password => {
+                let b: PasswordChange = parse_json(req)?;
+                auth::check_new_password(&b.new).map_err(|e| field_err("new", e.message()))?;
+                self.check_password(req, &b.current).map_err(|e| {
+                    if e.status == 401 {
+                        field_err("current", "wrong password")
+                    } else {
+                        e
+                    }
+                })?;
+                let salt = self.random::<16>();
+                let log_n = self.st.borrow().scrypt_log_n;
+                let mut new = self.config();
+                new.http.password_hash = Some(auth::hash_password_with(
+                    &b.new,
+                    &salt,
+                    log_n,
+                    auth::SCRYPT_R,
+                    auth::SCRYPT_P,
+                ));
+                self.save_and_apply(new)?;
+                self.st.borrow_mut().sessions.clear();
+                Ok(self.new_session_response())
+            }
+            Route::Status => {
+                let st = self.st.borrow();
+                Ok(json_response(200, &self.rt.status(&st.cfg, self.now())))
+            }
+            Route::Streams | Route::Stream => {
+                let st = self.st.borrow();
+                let s = self.rt.status(&st.cfg, self.now());
+                let with_urls = |x: &super::status::StreamStatus| {
+                    let mut v = serde_json::to_value(x).unwrap_or_default();
+                    v["rtsp_url"] = format!("rtsp://{host}:{}{}", s.rtsp_port, x.rtsp_path).into();
+                    v["hls_url"] = format!("http://{host}:{}{}", s.http_port, x.hls_path).into();
+                    v
+                };
+                if route == Route::Streams {
+                    let v: Vec<_> = s.streams.iter().map(with_urls).collect();
+                    return Ok(json_response(200, &v));
+                }
+                let x = s
+                    .streams
+                    .iter()
+                    .find(|x| x.name == param)
+                    .ok_or_else(|| err(404, "no such stream"))?;
+                Ok(json_response(200, &with_urls(x)))
+            }
+            Route::StreamRestart => {
+                if !self.rt.restart_source(param, &self.config()) {
+                    return Err(err(404, "no such stream"));
+                }
+                self.emit(EventKind::SourceRestarted {
+                    stream: param.into(),
+                    reason: "restarted from the API".into(),
+                });
+                Ok(json_response(200, &serde_json::json!({"restarted": param})))
+            }
+            Route::Viewers => {
+                let st = self.st.borrow();
+                Ok(json_response(
+                    200,
+                    &self.rt.status(&st.cfg, self.now()).viewers,
+                ))
+            }
+            Route::ViewerKick => {
+                if self.rt.kick_viewer(param) {
+                    Ok(json_response(200, &serde_json::json!({"kicked": param})))
+                } else {
+                    Err(err(404, "no such viewer"))
+                }
+            }
+            Route::PushList => {
+                let st = self.st.borrow();
+                Ok(json_response(
+                    200,
+                    &self.rt.status(&st.cfg, self.now()).push,
+                ))
+            }
+            Route::PushAdd | Route::PushUpdate => {
+                let b: PushBody = parse_json(req)?;
+                let mut new = self.config();
+                let target = PushConfig {
+                    url: b.url,
+                    key: b.key,
+                    stream: b.stream,
+                    enabled: b.enabled,
+                    ..Default::default()
+                };
+                let index = if route == Route::PushAdd {
+                    new.push.push(target);
+                    new.push.len() - 1
+                } else {
+                    let i = push_index(param, new.push.len())?;
+                    let mut target = target;
+                    if target.key.as_deref() == Some(MASKED_KEY) {
+                        target.key = new.push[i].key.clone();
+                    }
+                    // Settings the API does not carry (ca_file, backoff, queue) are kept.
+                    let old = &new.push[i];
+                    target.ca_file = old.ca_file.clone();
+                    target.backoff_max_ms = old.backoff_max_ms;
+                    target.queue_kib = old.queue_kib;
+                    new.push[i] = target;
+                    i
+                };
+                if let Err((f, m)) = crate::config::validate_push(&new.push[index], &new.streams) {
+                    return Err(field_err(f, m));
+                }
+                let r = self.save_and_apply(new)?;
+                Ok(json_response(
+                    200,
+                    &serde_json::json!({"index": index, "result": r}),
+                ))
+            }
+            Route::PushRemove => {
+                let mut new = self.config();
+                let i = push_index(param, new.push.len())?;
+                new.push.remove(i);
+                let r = self.save_and_apply(new)?;
+                Ok(json_response(200, &serde_json::json!({"result": r})))
+            }
+            Route::ConfigGet => Ok(json_response(200, &redact(&self.config()))),
+            Route::ConfigPut | Route::ConfigValidate => {
+                let incoming: Config = parse_json(req)?;
+                let new = self.complete_config(incoming)?;
+                let plan = ChangePlan::between(&self.config(), &new);
+                if route == Route::ConfigValidate {
+                    return Ok(json_response(
+                        200,
+                        &serde_json::json!({"ok": true, "plan": plan}),
+                    ));
+                }
+                let r = self.save_and_apply(new)?;
+                Ok(json_response(200, &r))
+            }
+            Route::Events => {
+                let since = req
+                    .query
+                    .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("since=")))
+                    .map(|v| {
+                        v.parse::<u64>()
+                            .map_err(|_| field_err("since", "must be a number"))
+                    })
+                    .transpose()?
+                    .unwrap_or(0);
+                let st = self.st.borrow();
+                let ev: Vec<_> = st.events.since(since, 100).collect();
+                Ok(json_response(
+                    200,
+                    &serde_json::json!({"next": st.events.next_seq(), "events": ev}),
+                ))
+            }
+            Route::Tokens => {
+                let st = self.st.borrow();
+                let v: Vec<_> = st
+                    .cfg
+                    .http
+                    .api_tokens
+                    .iter()
+                    .enumerate()
+                    .map(|(i, h)| serde_json::json!({"index": i, "hash_prefix": &h[..h.len().min(15)]}))
+                    .collect();
+                Ok(json_response(200, &v))
+            }
+            Route::TokenAdd => {
+                let raw = self.random::<32>();
+                let token = auth::hex(&raw);
+                let mut new = self.config();
+                new.http.api_tokens.push(auth::hash_token(&token));
+                let index = new.http.api_tokens.len() - 1;
+                self.save_and_apply(new)?;
+                Ok(json_response(
+                    200,
+                    &serde_json::json!({"index": index, "token": token}),
+                ))
+            }
+            Route::TokenRemove => {
+                let mut new = self.config();
+                let i = push_index(param, new.http.api_tokens.len())?;
+                new.http.api_tokens.remove(i);
+                self.save_and_apply(new)?;
+                Ok(json_response(200, &serde_json::json!({"removed": i})))
+            }
+            Route::Metrics => {
+                let s = {
+                    let st = self.st.borrow();
+                    self.rt.status(&st.cfg, self.now())
+                };
+                let c = ServerCounters {
+                    webhooks: self.st.borrow().webhooks.stats,
+                    events: self.st.borrow().events.next_seq() - 1,
+                    ..self.rt.counters()
+                };
+                let mut st = self.st.borrow_mut();
+                metrics::render(&mut st.metrics_buf, &s, &c);
+                Ok(
+                    HttpResponse::new(200, HttpBody::Bytes(st.metrics_buf.as_bytes().to_vec()))
+                        .with_header("Content-Type", metrics::CONTENT_TYPE)
+                        .with_header("Cache-Control", "no-store"),
+                )
+            }
+            _ => Err(err(404, "no such endpoint")),
+        }
+    }
+
+    /// A config from the API → a full valid config: secrets that the API never shows are taken
+    /// from the running config, then the result goes through the same parser and validation
+    /// as the file (TOML round trip), so the file and the API cannot disagree on what is valid.
+    fn complete_config(&self, mut c: Config) -> Result<Config, ApiError> {
+        let (running, encoder) = {
+            let st = self.st.borrow();
+            (st.cfg.clone(), st.board_encoder.clone())
+        };
+        c.http.password_hash = running.http.password_hash.clone();
+        c.http.api_tokens = running.http.api_tokens.clone();
+        for (i, p) in c.push.iter_mut().enumerate() {
+            if p.key.as_deref() == Some(MASKED_KEY) {
+                p.key = running.push.get(i).and_then(|r| r.key.clone());
+            }
+        }
+        let text = toml::to_string(&c).map_err(|e| err(400, e.to_string()))?;
+        Config::parse_with_encoder(&text, "request", encoder.as_deref()).map_err(|e| {
+            let (field, msg) = e
+                .message
+                .split_once(": ")
+                .map_or((None, e.message.as_str()), |(f, m)| {
+                    (Some(f.to_string()), m)
+                });
+            ApiError {
+                status: 400,
+                error: msg.to_string(),
+                field,
+            }
+        })
+    }
+
+    /// Saves `new` (if there is a config file), then makes it the running config and applies
+    /// it. On a failed save nothing changes.
+    fn save_and_apply(&self, new: Config) -> Result<serde_json::Value, ApiError> {
+        let (old, path) = {
+            let st = self.st.borrow();
+            (st.cfg.clone(), st.config_path.clone())
+        };
+        if let Some(path) = &path {
+            let original = std::fs::read_to_string(path).unwrap_or_default();
+            let encoder = self.st.borrow().board_encoder.clone();
+            let rendered = persist::render_preserving(&original, &old, &new)
+                .ok()
+                .filter(|t| {
+                    Config::parse_with_encoder(t, "x", encoder.as_deref()).as_ref() == Ok(&new)
+                });
+            // Fallback when the file is not valid TOML any more: the whole config, comments lost.
+            let text = match rendered {
+                Some(t) => t,
+                None => toml::to_string(&new).map_err(|e| err(500, e.to_string()))?,
+            };
+            persist::save_atomic(path, text.as_bytes()).map_err(|e| {
+                err(
+                    500,
+                    format!(
+                        "could not save {}: {e}; nothing was changed",
+                        path.display()
+                    ),
+                )
+            })?;
+        }
+        let plan = ChangePlan::between(&old, &new);
+        self.st.borrow_mut().cfg = new.clone();
+        self.rt.apply(&plan, &new);
+        let summary = plan.describe();
+        if plan != ChangePlan::default() {
+            self.emit(EventKind::ConfigChanged {
+                restarted: summary.clone(),
+            });
+        }
+        Ok(serde_json::json!({
+            "saved": path.is_some(),
+            "file": path.map(|p| p.display().to_string()),
+            "changes": summary,
+            "plan": plan,
+        }))
+    }
+}
+
+fn push_index(param: &str, len: usize) -> Result<usize, ApiError> {
+    match param.parse::<usize>() {
+        Ok(i) if i < len => Ok(i),
+        _ => Err(err(404, "no such index")),
+    }
+}
+
+/// The config as the API shows it: no password hash, no token hashes, push keys masked.
+pub fn redact(c: &Config) -> Config {
+    let mut c = c.clone();
+    c.http.password_hash = None;
+    c.http.api_tokens.clear();
+    for p in &mut c.push {
+        if p.key.is_some() {
+            p.key = Some(MASKED_KEY.into());
+        }
+        p.url = if p.url.splitn(5, '/').count() > 4 {
+            mask_push_url(&p.url)
+        } else {
+            p.url.clone()
+        };
+    }
+    c
+}
+
+/// Events implied by two consecutive snapshots.
+pub fn diff_events(prev: &Status, now: &Status, out: &mut Vec<EventKind>) {
+    for s in &now.streams {
+        let p = prev.streams.iter().find(|p| p.name == s.name);
+        let was_live = p.is_some_and(|p| p.live);
+        if s.live && !was_live {
+            out.push(EventKind::StreamStarted {
+                stream: s.name.clone(),
+            });
+        }
+        if !s.live && was_live {
+            out.push(EventKind::StreamStopped {
+                stream: s.name.clone(),
+            });
+        }
+        if let Some(p) = p {
+            if s.source_restarts > p.source_restarts {
+                out.push(EventKind::SourceRestarted {
+                    stream: s.name.clone(),
+                    reason: "the source ended or failed".into(),
+                });
+            }
+            if p.live && s.live && (p.codec, p.width, p.height) != (s.codec, s.width, s.height) {
+                out.push(EventKind::ParametersChanged {
+                    stream: s.name.clone(),
+                    codec: s.codec.unwrap_or("").into(),
+                    width: s.width,
+                    height: s.height,
+                });
+            }
+        }
+    }
+    for v in &now.viewers {
+        if !prev.viewers.iter().any(|p| p.id == v.id) {
+            out.push(EventKind::ViewerConnected {
+                stream: v.stream.clone(),
+                protocol: v.protocol.into(),
+                viewer: v.id.clone(),
+            });
+        }
+    }
+    for v in &prev.viewers {
+        if !now.viewers.iter().any(|n| n.id == v.id) {
+            out.push(EventKind::ViewerDisconnected {
+                stream: v.stream.clone(),
+                protocol: v.protocol.into(),
+                viewer: v.id.clone(),
+            });
+        }
+    }
+    for t in &now.push {
+        let p = prev.push.iter().find(|p| p.index == t.index);
+        let (pstate, perr) = p.map_or(("", None), |p| (p.state, p.last_error.as_deref()));
+        if t.state == pstate && t.last_error.as_deref() == perr {
+            continue;
+        }
+        match t.state {
+            "publishing" => out.push(EventKind::PushConnected {
+                target: t.index,
+                stream: t.stream.clone(),
+            }),
+            "backing_off" => {
+                if let Some(e) = &t.last_error {
+                    out.push(EventKind::PushFailed {
+                        target: t.index,
+                        stream: t.stream.clone(),
+                        error: e.clone(),
+                    });
+                }
+                out.push(EventKind::PushBackingOff {
+                    target: t.index,
+                    stream: t.stream.clone(),
+                    attempt: t.attempt,
+                    retry_in_ms: t.next_retry_s.unwrap_or(0) * 1000,
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+impl<R: Runtime, C: Clock> HttpHandler for WebApi<R, C> {
+    fn handle(&self, req: &HttpRequest<'_>) -> Option<HttpResponse> {
+        let ours = req.path.starts_with("/api/")
+            || req.path == "/metrics"
+            || page::asset(req.path).is_some();
+        if !ours {
+            return None;
+        }
+        Some(self.dispatch(req).unwrap_or_else(error_response))
+    }
+
+    fn max_body_bytes(&self, path: &str) -> Option<usize> {
+        path.starts_with("/api/").then_some(MAX_JSON_BYTES)
+    }
+}
