@@ -8,7 +8,8 @@
 # distinct target once, strips a copy into out/<target>/rillcast and prints its size. With
 # --release (what packages and size reports use) the sizes also go to out/sizes.txt; without it
 # the dev profile is built (fast, for qemu smoke tests). A 32-bit ARM release binary over
-# 1.5 MiB (RILLCAST_MAX_ARM32_BYTES) fails the build. The two pinned toolchains' targets build
+# 1.5 MiB (RILLCAST_MAX_ARM32_BYTES) fails the build; 32-bit ARM targets are built without
+# RTMPS (RILLCAST_ARM32_CARGO_ARGS, default --no-default-features) to stay under it. The two pinned toolchains' targets build
 # in parallel (RILLCAST_BUILD_JOBS=1 to build one at a time); build_s is each target's own
 # wall time, so with parallel builds the column adds up to more than the elapsed time.
 set -euo pipefail
@@ -73,8 +74,16 @@ build_group() {
         tc="$(toolchain_for "$t")"
         log "building $t ($profile, Rust $tc)"
         start=$SECONDS
+        # 32-bit ARM: without the default `rtmps` feature (rustls + ring cost ~0.5 MB, which
+        # would break the 1.5 MiB budget); rtmp:// push works, rtmps:// targets are refused at
+        # start-up. RILLCAST_ARM32_CARGO_ARGS="" keeps RTMPS (raise RILLCAST_MAX_ARM32_BYTES).
+        local extra=()
+        if [[ $t == arm* ]]; then
+            read -r -a extra <<<"${RILLCAST_ARM32_CARGO_ARGS---no-default-features}"
+        fi
         (cd "$RILLCAST_ROOT" && CARGO_TARGET_DIR="$(target_dir_for "$t")" \
-            cargo "+$tc" build --locked --quiet "${cargo_profile[@]}" --target "$t" --bin rillcast) ||
+            cargo "+$tc" build --locked --quiet "${cargo_profile[@]}" --target "$t" --bin rillcast \
+            "${extra[@]}") ||
             { log "build of $t failed"; return 1; }
         echo $((SECONDS - start)) >"$work/$t.secs"
     done
