@@ -129,7 +129,7 @@ EOF
     fi
     kill "$srv" "$feed" 2>/dev/null || true
     wait "$srv" "$feed" 2>/dev/null || true
-    grep -iE "warn|error" "$WORK/$server-$n.log" | head -5 >&2 || true
+    grep -E "WARN|ERROR|CRITICAL" "$WORK/$server-$n.log" | head -5 >&2 || true
     cp "$WORK/$server-$n.log" "out/bench-rtsp-$server-$n.log"
 }
 

@@ -7,9 +7,8 @@
 # pinned Rust toolchains and std; see scripts/cross-env.sh for the toolchain choice), builds each
 # distinct target once, strips a copy into out/<target>/rillcast and prints its size. With
 # --release (what packages and size reports use) the sizes also go to out/sizes.txt; without it
-# the dev profile is built (fast, for qemu smoke tests). A 32-bit ARM release binary over
-# 1.5 MiB (RILLCAST_MAX_ARM32_BYTES) fails the build; 32-bit ARM targets are built without
-# RTMPS (RILLCAST_ARM32_CARGO_ARGS, default --no-default-features) to stay under it. The two pinned toolchains' targets build
+# the dev profile is built (fast, for qemu smoke tests). A release binary over its board's
+# max_binary_bytes fails the build; boards pick cargo features with cargo_features. The two pinned toolchains' targets build
 # in parallel (RILLCAST_BUILD_JOBS=1 to build one at a time); build_s is each target's own
 # wall time, so with parallel builds the column adds up to more than the elapsed time.
 set -euo pipefail
@@ -74,16 +73,10 @@ build_group() {
         tc="$(toolchain_for "$t")"
         log "building $t ($profile, Rust $tc)"
         start=$SECONDS
-        # 32-bit ARM: without the default `rtmps` feature (rustls + ring cost ~0.5 MB, which
-        # would break the 1.5 MiB budget); rtmp:// push works, rtmps:// targets are refused at
-        # start-up. RILLCAST_ARM32_CARGO_ARGS="" keeps RTMPS (raise RILLCAST_MAX_ARM32_BYTES).
-        local extra=()
-        if [[ $t == arm* ]]; then
-            read -r -a extra <<<"${RILLCAST_ARM32_CARGO_ARGS---no-default-features}"
-        fi
+        local feats=()
+        mapfile -t feats < <(features_for_target "$t")
         (cd "$RILLCAST_ROOT" && CARGO_TARGET_DIR="$(target_dir_for "$t")" \
-            cargo "+$tc" build --locked --quiet "${cargo_profile[@]}" --target "$t" --bin rillcast \
-            "${extra[@]}") ||
+            cargo "+$tc" build --locked --quiet "${cargo_profile[@]}" "${feats[@]}" --target "$t" --bin rillcast) ||
             { log "build of $t failed"; return 1; }
         echo $((SECONDS - start)) >"$work/$t.secs"
     done
@@ -142,11 +135,12 @@ if [[ $release -eq 1 ]]; then
     } >"$out/sizes.txt.new"
     mv "$out/sizes.txt.new" "$out/sizes.txt"
     log "updated out/sizes.txt"
-    # Size budget: a 32-bit ARM release binary must stay <= 1.5 MiB (project requirement).
-    budget=${RILLCAST_MAX_ARM32_BYTES:-1572864}
+    # Size budgets: a board may declare max_binary_bytes (the static ARMv7 camera: 1.5 MiB,
+    # the project's goal for flash-constrained cameras). RILLCAST_MAX_BINARY_BYTES overrides.
     for t in "${targets[@]}"; do
-        if [[ $t == arm* && ${size_of[$t]} -gt $budget ]]; then
-            die "$t binary is ${size_of[$t]} bytes, over the $budget-byte budget"
+        budget="${RILLCAST_MAX_BINARY_BYTES:-$(budget_for_target "$t")}"
+        if [[ -n $budget && ${size_of[$t]} -gt $budget ]]; then
+            die "$t binary is ${size_of[$t]} bytes, over its board's $budget-byte budget"
         fi
     done
 fi

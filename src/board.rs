@@ -31,6 +31,14 @@ pub struct Board {
     pub max_viewers: u32,
     /// RAM of the smallest board model this profile targets, in MiB.
     pub ram_mib: u32,
+    /// Cargo features the board's build uses (`scripts/build.sh`): absent = the defaults;
+    /// a list = `--no-default-features --features <list>` (e.g. a flash-constrained camera
+    /// drops `rtmps`, whose TLS stack costs ~0.5 MB).
+    #[serde(default)]
+    pub cargo_features: Option<Vec<String>>,
+    /// Stripped-size budget for the board's release binary, checked by `scripts/build.sh`.
+    #[serde(default)]
+    pub max_binary_bytes: Option<u64>,
 }
 
 /// The embedded profiles as `(file stem, TOML text)`, in the order `all()` returns them.
