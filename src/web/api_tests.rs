@@ -840,3 +840,16 @@ fn openapi_matches_routes() {
         assert_eq!(route(m, &concrete).map(|x| x.0), Ok(*r), "{m} {p}");
     }
 }
+
+#[test]
+fn toml_paths_from_offsets() {
+    let text = "a = 1\n[rtsp]\nport = 2\n[streams.\"x y\".source]\nfps = 3\n[[push]]\nurl = \"u\"\n[[push]]\nurl = \"v\"\n";
+    let at = |needle: &str| toml_path_at(text, text.find(needle).unwrap());
+    assert_eq!(at("a = 1"), "a");
+    assert_eq!(at("port"), "rtsp.port");
+    assert_eq!(at("[rtsp]"), "rtsp");
+    assert_eq!(at("fps"), "streams.x y.source.fps");
+    assert_eq!(at("url = \"u\""), "push.0.url");
+    assert_eq!(at("url = \"v\""), "push.1.url");
+    assert_eq!(toml_path_at(text, 10_000), "push.1");
+}
