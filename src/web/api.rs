@@ -608,6 +608,25 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
         rx
     }
 
+    /// A viewer started (`joined`) or stopped watching; called by the protocol servers at the
+    /// moment it happens (a viewer that comes and goes between two samples is still seen).
+    pub fn viewer_event(&self, stream: &str, protocol: &str, viewer: &str, joined: bool) {
+        let (stream, protocol, viewer) = (stream.into(), protocol.into(), viewer.into());
+        self.emit(if joined {
+            EventKind::ViewerConnected {
+                stream,
+                protocol,
+                viewer,
+            }
+        } else {
+            EventKind::ViewerDisconnected {
+                stream,
+                protocol,
+                viewer,
+            }
+        });
+    }
+
     /// Takes the next webhook delivery that is due (for the sender task).
     pub fn webhook_due(&self) -> Option<super::events::Delivery> {
         let now = self.clock.now_ms();
@@ -627,8 +646,8 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
         self.st.borrow_mut().webhooks.finished(d, ok, now);
     }
 
-    /// The observer: diffs a fresh snapshot against the last one and emits stream, viewer and
-    /// push events. The daemon calls it when its sampler thread sees a change.
+    /// The observer: diffs a fresh snapshot against the last one and emits stream and push
+    /// events (viewer events come from [`WebApi::viewer_event`]). The daemon calls it when its sampler thread sees a change.
     pub fn observe(&self) {
         let now = self.clock.now_ms();
         let snap = {
@@ -1182,7 +1201,7 @@ pub fn diff_events(prev: &Status, now: &Status, out: &mut Vec<EventKind>) {
             if s.source_restarts > p.source_restarts {
                 out.push(EventKind::SourceRestarted {
                     stream: s.name.clone(),
-                    reason: "the source ended or failed".into(),
+                    reason: "the source restarted (it ended, failed, or was changed)".into(),
                 });
             }
             if p.live && s.live && (p.codec, p.width, p.height) != (s.codec, s.width, s.height) {
@@ -1193,24 +1212,6 @@ pub fn diff_events(prev: &Status, now: &Status, out: &mut Vec<EventKind>) {
                     height: s.height,
                 });
             }
-        }
-    }
-    for v in &now.viewers {
-        if !prev.viewers.iter().any(|p| p.id == v.id) {
-            out.push(EventKind::ViewerConnected {
-                stream: v.stream.clone(),
-                protocol: v.protocol.into(),
-                viewer: v.id.clone(),
-            });
-        }
-    }
-    for v in &prev.viewers {
-        if !now.viewers.iter().any(|n| n.id == v.id) {
-            out.push(EventKind::ViewerDisconnected {
-                stream: v.stream.clone(),
-                protocol: v.protocol.into(),
-                viewer: v.id.clone(),
-            });
         }
     }
     for t in &now.push {

@@ -738,11 +738,11 @@ fn status_streams_viewers_events_metrics() {
         "percent-decoded"
     );
     assert_eq!(t.req("DELETE", "/api/v1/viewers/rtsp-9", None).status, 404);
-    // The observer turns state changes into events.
+    // The observer turns state changes into events; viewer events come from the servers.
     t.api.observe();
     t.fake.live.set(false);
-    t.fake.viewers.borrow_mut().clear();
     t.api.observe();
+    t.api.viewer_event("live", "rtsp", "rtsp-1.2.3.4:5", false);
     let r = t.req("GET", "/api/v1/events?since=0", None);
     let kinds: Vec<&str> = r.json["events"]
         .as_array()

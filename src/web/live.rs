@@ -128,7 +128,7 @@ impl LiveRuntime {
 
     /// Starts the sampler thread: once a second it reads every hub's counters (bitrate, fps,
     /// keyframe interval, history) and, when anything events are made from changed
-    /// (liveness, parameters, restarts, viewer count), sends on `changed` so the observer on
+    /// (liveness, parameters, restarts, consumers), sends on `changed` so the observer on
     /// the media thread builds a snapshot and diffs it. A plain thread, not a smol timer:
     /// timers in smol's reactor allocate on every firing, and a quiet daemon must allocate
     /// nothing (tests/alloc_steady_state.rs counts).
