@@ -7,11 +7,10 @@
 # pinned Rust toolchains and std; see scripts/cross-env.sh for the toolchain choice), builds each
 # distinct target once, strips a copy into out/<target>/rillcast and prints its size. With
 # --release (what packages and size reports use) the sizes also go to out/sizes.txt; without it
-# the dev profile is built (fast, for qemu smoke tests). Each target is built with its boards'
-# `cargo_features` (boards/*.toml) and --no-default-features. A static ARMv7 release binary
-# over 1.5 MiB (RILLCAST_MAX_ARMV7_STATIC_BYTES) fails the build. The two pinned toolchains'
-# targets build in parallel (RILLCAST_BUILD_JOBS=1 for one at a time); build_s is each
-# target's own wall time, so with parallel builds the column adds up to more than elapsed.
+# the dev profile is built (fast, for qemu smoke tests). A release binary over its board's
+# max_binary_bytes fails the build; boards pick cargo features with cargo_features. The two pinned toolchains' targets build
+# in parallel (RILLCAST_BUILD_JOBS=1 to build one at a time); build_s is each target's own
+# wall time, so with parallel builds the column adds up to more than the elapsed time.
 set -euo pipefail
 # shellcheck source=scripts/cross-env.sh
 source "$(dirname "$0")/cross-env.sh"
@@ -42,19 +41,11 @@ fi
 
 ensure_cross_tools
 
-# Distinct targets, in board order, each with its boards' cargo_features (boards sharing a
-# target share one binary, so their features must agree; src/board.rs tests that too).
+# Distinct targets, in board order.
 targets=()
-declare -A features_of
 for b in "${boards[@]}"; do
     t="$(board_target "$b")"
-    f="$(board_field "$b" cargo_features)"
-    if [[ " ${targets[*]} " == *" $t "* ]]; then
-        [[ ${features_of[$t]} == "$f" ]] || die "$b: cargo_features '$f' differ from another board on $t"
-    else
-        targets+=("$t")
-        features_of[$t]="$f"
-    fi
+    [[ " ${targets[*]} " == *" $t "* ]] || targets+=("$t")
 done
 
 out="$RILLCAST_ROOT/out"
@@ -80,11 +71,12 @@ build_group() {
     local t tc start
     for t in "$@"; do
         tc="$(toolchain_for "$t")"
-        log "building $t ($profile, Rust $tc, features: ${features_of[$t]:-none})"
+        log "building $t ($profile, Rust $tc)"
         start=$SECONDS
+        local feats=()
+        mapfile -t feats < <(features_for_target "$t")
         (cd "$RILLCAST_ROOT" && CARGO_TARGET_DIR="$(target_dir_for "$t")" \
-            cargo "+$tc" build --locked --quiet "${cargo_profile[@]}" --target "$t" --bin rillcast \
-            --no-default-features --features "${features_of[$t]}") ||
+            cargo "+$tc" build --locked --quiet "${cargo_profile[@]}" "${feats[@]}" --target "$t" --bin rillcast) ||
             { log "build of $t failed"; return 1; }
         echo $((SECONDS - start)) >"$work/$t.secs"
     done
@@ -143,12 +135,12 @@ if [[ $release -eq 1 ]]; then
     } >"$out/sizes.txt.new"
     mv "$out/sizes.txt.new" "$out/sizes.txt"
     log "updated out/sizes.txt"
-    # Size budget (issue 6): the static ARMv7 binary (the camera build) stays <= 1.5 MiB.
-    # The Raspberry Pi builds carry RTMPS (rustls + ring, ~470 KB) and are only reported.
-    budget=${RILLCAST_MAX_ARMV7_STATIC_BYTES:-1572864}
+    # Size budgets: a board may declare max_binary_bytes (the static ARMv7 camera: 1.5 MiB,
+    # the project's goal for flash-constrained cameras). RILLCAST_MAX_BINARY_BYTES overrides.
     for t in "${targets[@]}"; do
-        if [[ $t == armv7-*-musleabihf && ${size_of[$t]} -gt $budget ]]; then
-            die "$t binary is ${size_of[$t]} bytes, over the $budget-byte budget for the static ARMv7 build"
+        budget="${RILLCAST_MAX_BINARY_BYTES:-$(budget_for_target "$t")}"
+        if [[ -n $budget && ${size_of[$t]} -gt $budget ]]; then
+            die "$t binary is ${size_of[$t]} bytes, over its board's $budget-byte budget"
         fi
     done
 fi

@@ -61,6 +61,33 @@ board_field() {
 
 board_target() { board_field "$1" target; }
 
+# Cargo feature arguments of the first board building TARGET: nothing when the board has no
+# `cargo_features` key (default features), else --no-default-features [--features a,b].
+features_for_target() {
+    local b file line list
+    for b in $(all_boards); do
+        [[ "$(board_target "$b")" == "$1" ]] || continue
+        file="$RILLCAST_ROOT/boards/$b.toml"
+        line="$(sed -n 's/^cargo_features[[:space:]]*=[[:space:]]*\[\(.*\)\].*$/\1/p' "$file" | head -n1)"
+        grep -q '^cargo_features[[:space:]]*=' "$file" || return 0
+        list="$(tr -d ' "' <<<"$line")"
+        printf '%s\n' --no-default-features
+        [[ -z $list ]] || printf '%s\n' --features "$list"
+        return 0
+    done
+}
+
+# Size budget in bytes of the first board building TARGET (empty: none).
+budget_for_target() {
+    local b
+    for b in $(all_boards); do
+        [[ "$(board_target "$b")" == "$1" ]] || continue
+        sed -n 's/^max_binary_bytes[[:space:]]*=[[:space:]]*\([0-9_]*\).*$/\1/p' \
+            "$RILLCAST_ROOT/boards/$b.toml" | tr -d _ | head -n1
+        return 0
+    done
+}
+
 # The pinned toolchain that has a prebuilt std for TARGET.
 toolchain_for() {
     case "$1" in

@@ -121,7 +121,51 @@ fn json(body: &str) -> serde_json::Value {
 #[test]
 fn first_run_login_status_push_and_restart() {
     let dir = temp_dir("web-e2e");
-    let (cfg, http, rtsp) = write_config(&dir, "");
+    // A webhook receiver: collects POST bodies until told to stop.
+    let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook_port = hook.local_addr().unwrap().port();
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let bodies2 = bodies.clone();
+    let hook_thread = std::thread::spawn(move || {
+        hook.set_nonblocking(false).unwrap();
+        for conn in hook.incoming() {
+            let Ok(mut c) = conn else { break };
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut got = Vec::new();
+            let mut b = [0u8; 4096];
+            // Read the head and the Content-Length body.
+            loop {
+                let n = c.read(&mut b).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&b[..n]);
+                let t = String::from_utf8_lossy(&got).to_string();
+                if let Some((head, body)) = t.split_once("\r\n\r\n") {
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Content-Length: "))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        break;
+                    }
+                }
+            }
+            let _ = c.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
+            let t = String::from_utf8_lossy(&got).to_string();
+            if t.contains("STOP-HOOK") {
+                break;
+            }
+            let mut b = bodies2.lock().unwrap();
+            b.push_str(&t);
+            b.push('\n');
+        }
+    });
+    let (cfg, http, rtsp) = write_config(
+        &dir,
+        &format!("[[webhooks]]\nurl = \"http://127.0.0.1:{hook_port}/hook\"\n"),
+    );
     let d = start(&cfg, http);
     // Before a password: health yes, everything else no.
     let (st, _, body) = http_req(http, "GET", "/api/v1/health", &[], b"").unwrap();
@@ -214,15 +258,15 @@ fn first_run_login_status_push_and_restart() {
         .unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop2 = stop.clone();
+    let packets = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let packets2 = packets.clone();
     let reader = std::thread::spawn(move || {
-        let mut packets = 0u64;
         while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
             if viewer.read_interleaved().is_err() {
                 break;
             }
-            packets += 1;
+            packets2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        packets
     });
     let viewer_id = wait_for(Duration::from_secs(10), || {
         let (_, _, body) = http_req(http, "GET", "/api/v1/viewers", &auth_h, b"").unwrap();
@@ -255,14 +299,44 @@ fn first_run_login_status_push_and_restart() {
         viewer_id.as_str(),
         "the viewer stayed: {body}"
     );
+    // ... and still receives media from the new source.
+    let after_restart = packets.load(std::sync::atomic::Ordering::Relaxed);
+    wait_for(Duration::from_secs(10), || {
+        (packets.load(std::sync::atomic::Ordering::Relaxed) > after_restart + 50).then_some(())
+    });
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    assert!(reader.join().unwrap() > 0);
+    reader.join().unwrap();
     let saved = std::fs::read_to_string(&cfg).unwrap();
     assert!(saved.contains("width = 640 # small picture"), "{saved}");
     // Metrics with the session.
     let (st, _, m) = http_req(http, "GET", "/metrics", &auth_h, b"").unwrap();
     assert_eq!(st, 200);
     assert!(m.contains("rillcast_stream_live{stream=\"live\"} 1"), "{m}");
+    // The webhook received the events (config changes, the viewer).
+    let wanted = [
+        "\"type\":\"config_changed\"",
+        "\"type\":\"viewer_connected\"",
+        "POST /hook HTTP/1.1",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let b = bodies.lock().unwrap().clone();
+        if wanted.iter().all(|w| b.contains(w)) {
+            break;
+        }
+        let (_, _, ev) = http_req(http, "GET", "/api/v1/events", &auth_h, b"").unwrap();
+        assert!(
+            Instant::now() < deadline,
+            "webhook got:\n{b}\nevents:\n{ev}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut stop_hook = TcpStream::connect(("127.0.0.1", hook_port)).unwrap();
+    stop_hook
+        .write_all(b"POST / HTTP/1.1\r\nContent-Length: 9\r\n\r\nSTOP-HOOK")
+        .unwrap();
+    drop(stop_hook);
+    hook_thread.join().unwrap();
     // Restart the daemon: the push target is still there, the key still masked.
     drop(d);
     let _d = start(&cfg, http);

@@ -65,6 +65,9 @@ pub struct RtspStats {
     pub timeouts: u64,
 }
 
+/// See [`RtspServer::set_viewer_hook`].
+pub type ViewerHook = Box<dyn Fn(&str, &str, bool)>;
+
 pub struct RtspServer {
     cfg: RtspConfig,
     streams: Vec<RtspStream>,
@@ -75,6 +78,8 @@ pub struct RtspServer {
     /// Every playing viewer, for housekeeping (which runs on a thread of its own).
     viewers: Arc<Mutex<Vec<Weak<Mutex<RtspViewer>>>>>,
     timeouts: Arc<std::sync::atomic::AtomicU64>,
+    /// Told (stream, viewer id, joined) when a viewer starts or stops (the web layer's events).
+    viewer_hook: RefCell<Option<ViewerHook>>,
     /// UDP viewers by the address their RTCP comes from, for keep-alive.
     rtcp_peers: RefCell<HashMap<SocketAddr, Weak<Mutex<RtspViewer>>>>,
     stats: Cell<RtspStats>,
@@ -99,6 +104,7 @@ impl RtspServer {
             udp_rtcp: Some(udp_rtcp),
             viewers: Arc::new(Mutex::new(Vec::with_capacity(max_viewers as usize))),
             timeouts: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            viewer_hook: RefCell::new(None),
             rtcp_peers: RefCell::new(HashMap::with_capacity(max_viewers as usize)),
             stats: Cell::new(RtspStats::default()),
             seed: Cell::new(seed_from_os()),
@@ -135,6 +141,11 @@ impl RtspServer {
                 (!v.closed).then(|| (format!("rtsp-{}", v.peer), v.stream.clone(), v.peer))
             })
             .collect()
+    }
+
+    /// Sets the function told (stream, viewer id, joined) when a viewer starts or stops.
+    pub fn set_viewer_hook(&self, hook: ViewerHook) {
+        *self.viewer_hook.borrow_mut() = Some(hook);
     }
 
     /// Disconnects the viewer with this id (see [`RtspServer::viewer_list`]).
@@ -427,7 +438,15 @@ impl RtspServer {
                             }
                             Some(SessionEvent::Pause) => {
                                 if let Some(v) = &viewer {
-                                    lock(v).paused = true;
+                                    let mut v = lock(v);
+                                    v.paused = true;
+                                    // The next PLAY's RTP-Info must name the sequence numbers
+                                    // the viewer will really send next.
+                                    for t in Track::ALL {
+                                        if let Some(tr) = v.sender.track(t) {
+                                            conn.set_next_seq(t, tr.rtp.seq);
+                                        }
+                                    }
                                 }
                             }
                             Some(SessionEvent::Teardown) => {
@@ -560,6 +579,9 @@ impl RtspServer {
             s.viewers_now += 1;
             s.viewers_total += 1;
         });
+        if let Some(h) = self.viewer_hook.borrow().as_ref() {
+            h(&name, &format!("rtsp-{peer}"), true);
+        }
         log::info!(
             "[{name}] viewer {peer} playing over {} ({} viewers)",
             if tcp { "TCP" } else { "UDP" },
@@ -585,6 +607,9 @@ impl RtspServer {
             }
         }
         self.bump(|s| s.viewers_now = s.viewers_now.saturating_sub(1));
+        if let Some(h) = self.viewer_hook.borrow().as_ref() {
+            h(&name, &format!("rtsp-{peer}"), false);
+        }
         let b = lock(v);
         let c = b.sender.cursor();
         log::info!(

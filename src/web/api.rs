@@ -347,8 +347,8 @@ fn error_response(e: ApiError) -> HttpResponse {
     }
 }
 
-/// Parses a JSON body into `T` (which denies unknown fields), naming the field on error.
-fn parse_json<T: DeserializeOwned>(req: &HttpRequest<'_>) -> Result<T, ApiError> {
+/// Checks the content type and size of a JSON body.
+fn check_json_body(req: &HttpRequest<'_>) -> Result<(), ApiError> {
     let ctype = req.header("content-type").unwrap_or("");
     if !ctype
         .split(';')
@@ -360,26 +360,121 @@ fn parse_json<T: DeserializeOwned>(req: &HttpRequest<'_>) -> Result<T, ApiError>
     if req.body.len() > MAX_JSON_BYTES {
         return Err(err(413, format!("body over {MAX_JSON_BYTES} bytes")));
     }
-    let mut de = serde_json::Deserializer::from_slice(req.body);
-    let v: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let msg = if inner.is_syntax() || inner.is_eof() {
-            format!("malformed JSON: {inner}")
+    Ok(())
+}
+
+/// Parses a small JSON body into `T` (which denies unknown fields); serde's messages name a
+/// missing or unknown field.
+fn parse_json<T: DeserializeOwned>(req: &HttpRequest<'_>) -> Result<T, ApiError> {
+    check_json_body(req)?;
+    serde_json::from_slice(req.body).map_err(|e| {
+        let s = e.to_string();
+        let msg = s.split(" at line ").next().unwrap_or(&s).to_string();
+        if e.is_syntax() || e.is_eof() {
+            err(400, format!("malformed JSON: {msg}"))
         } else {
-            // serde's own sentence without the position suffix.
-            let s = inner.to_string();
-            s.split(" at line ").next().unwrap_or(&s).to_string()
-        };
+            err(400, msg)
+        }
+    })
+}
+
+/// A JSON object body as TOML text, so it goes through the same typed parser as the config
+/// file (and the binary carries one deserializer per type, not two). `null` means "absent"
+/// (the default). Errors name the field: the TOML is regular, so an error's line gives the
+/// dotted path (see [`toml_path_at`]).
+fn json_body_as_toml(req: &HttpRequest<'_>) -> Result<String, ApiError> {
+    check_json_body(req)?;
+    let v: serde_json::Value = serde_json::from_slice(req.body).map_err(|e| {
+        let s = e.to_string();
+        err(
+            400,
+            format!(
+                "malformed JSON: {}",
+                s.split(" at line ").next().unwrap_or(&s)
+            ),
+        )
+    })?;
+    fn strip_nulls(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.retain(|_, x| !x.is_null());
+                m.values_mut().for_each(strip_nulls);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(strip_nulls),
+            _ => {}
+        }
+    }
+    let mut v = v;
+    if !v.is_object() {
+        return Err(err(400, "expected a JSON object"));
+    }
+    strip_nulls(&mut v);
+    let t: toml::Table = serde_json::from_value(v)
+        .map_err(|e| err(400, format!("not representable as configuration: {e}")))?;
+    toml::to_string(&t).map_err(|e| err(400, e.to_string()))
+}
+
+/// Parses TOML text made by [`json_body_as_toml`] into `T`, naming the field on error.
+fn from_toml_body<T: DeserializeOwned>(text: &str) -> Result<T, ApiError> {
+    toml::from_str(text).map_err(|e| {
+        let field = e.span().map(|sp| toml_path_at(text, sp.start));
         ApiError {
             status: 400,
-            error: msg,
-            field: (path != "." && path != "?").then_some(path),
+            error: e.message().trim_end().to_string(),
+            field: field.filter(|f| !f.is_empty()),
         }
-    })?;
-    de.end()
-        .map_err(|e| err(400, format!("malformed JSON: {e}")))?;
-    Ok(v)
+    })
+}
+
+/// The dotted path (`streams.live.source.fps`, `push.0.url`) of whatever is at byte `offset`
+/// of TOML text written by `toml::to_string` (one `key = value` per line under `[table]` and
+/// `[[array]]` headers).
+pub fn toml_path_at(text: &str, offset: usize) -> String {
+    let mut prefix = String::new();
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    let mut pos = 0;
+    for line in text.split_inclusive('\n') {
+        let start = pos;
+        pos += line.len();
+        let t = line.trim();
+        let here = offset >= start && offset < pos;
+        if let Some(name) = t.strip_prefix("[[").and_then(|x| x.strip_suffix("]]")) {
+            let name = name.replace('"', "");
+            let i = match counts.iter_mut().find(|c| c.0 == name) {
+                Some(c) => {
+                    c.1 += 1;
+                    c.1
+                }
+                None => {
+                    counts.push((name.clone(), 0));
+                    0
+                }
+            };
+            prefix = format!("{name}.{i}");
+            if here {
+                return prefix;
+            }
+        } else if let Some(name) = t.strip_prefix('[').and_then(|x| x.strip_suffix(']')) {
+            prefix = name.replace('"', "");
+            // A sub-table of an array of tables: `[push.source]` continues `push.N`.
+            for (n, i) in &counts {
+                if let Some(rest) = prefix.strip_prefix(&format!("{n}.")) {
+                    prefix = format!("{n}.{i}.{rest}");
+                }
+            }
+            if here {
+                return prefix;
+            }
+        } else if here {
+            let key = t.split('=').next().unwrap_or("").trim().replace('"', "");
+            return if prefix.is_empty() {
+                key
+            } else {
+                format!("{prefix}.{key}")
+            };
+        }
+    }
+    prefix
 }
 
 #[derive(Deserialize)]
@@ -513,6 +608,25 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
         rx
     }
 
+    /// A viewer started (`joined`) or stopped watching; called by the protocol servers at the
+    /// moment it happens (a viewer that comes and goes between two samples is still seen).
+    pub fn viewer_event(&self, stream: &str, protocol: &str, viewer: &str, joined: bool) {
+        let (stream, protocol, viewer) = (stream.into(), protocol.into(), viewer.into());
+        self.emit(if joined {
+            EventKind::ViewerConnected {
+                stream,
+                protocol,
+                viewer,
+            }
+        } else {
+            EventKind::ViewerDisconnected {
+                stream,
+                protocol,
+                viewer,
+            }
+        });
+    }
+
     /// Takes the next webhook delivery that is due (for the sender task).
     pub fn webhook_due(&self) -> Option<super::events::Delivery> {
         let now = self.clock.now_ms();
@@ -532,8 +646,8 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
         self.st.borrow_mut().webhooks.finished(d, ok, now);
     }
 
-    /// The observer: diffs a fresh snapshot against the last one and emits stream, viewer and
-    /// push events. The daemon calls it when its sampler thread sees a change.
+    /// The observer: diffs a fresh snapshot against the last one and emits stream and push
+    /// events (viewer events come from [`WebApi::viewer_event`]). The daemon calls it when its sampler thread sees a change.
     pub fn observe(&self) {
         let now = self.clock.now_ms();
         let snap = {
@@ -840,7 +954,7 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
                 ))
             }
             Route::PushAdd | Route::PushUpdate => {
-                let b: PushBody = parse_json(req)?;
+                let b: PushBody = from_toml_body(&json_body_as_toml(req)?)?;
                 let mut new = self.config();
                 let target = PushConfig {
                     url: b.url,
@@ -884,8 +998,7 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
             }
             Route::ConfigGet => Ok(json_response(200, &redact(&self.config()))),
             Route::ConfigPut | Route::ConfigValidate => {
-                let incoming: Config = parse_json(req)?;
-                let new = self.complete_config(incoming)?;
+                let new = self.complete_config(&json_body_as_toml(req)?)?;
                 let plan = ChangePlan::between(&self.config(), &new);
                 if route == Route::ConfigValidate {
                     return Ok(json_response(
@@ -966,14 +1079,31 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
         }
     }
 
-    /// A config from the API → a full valid config: secrets that the API never shows are taken
-    /// from the running config, then the result goes through the same parser and validation
-    /// as the file (TOML round trip), so the file and the API cannot disagree on what is valid.
-    fn complete_config(&self, mut c: Config) -> Result<Config, ApiError> {
+    /// A config from the API (as TOML text) → a full valid config: typed parse (errors name
+    /// the field), then the same defaults, board encoder and validation as the file; secrets
+    /// the API never shows are taken from the running config.
+    fn complete_config(&self, text: &str) -> Result<Config, ApiError> {
         let (running, encoder) = {
             let st = self.st.borrow();
             (st.cfg.clone(), st.board_encoder.clone())
         };
+        // Type errors and unknown keys, with their field.
+        let _: Config = from_toml_body(text)?;
+        // Defaults, the board's encoder and cross-field checks: "dotted.key: problem".
+        let mut c =
+            Config::parse_with_encoder(text, "request", encoder.as_deref()).map_err(|e| {
+                let (field, msg) = e
+                    .message
+                    .split_once(": ")
+                    .map_or((None, e.message.as_str()), |(f, m)| {
+                        (Some(f.to_string()), m)
+                    });
+                ApiError {
+                    status: 400,
+                    error: msg.to_string(),
+                    field,
+                }
+            })?;
         c.http.password_hash = running.http.password_hash.clone();
         c.http.api_tokens = running.http.api_tokens.clone();
         for (i, p) in c.push.iter_mut().enumerate() {
@@ -981,20 +1111,8 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
                 p.key = running.push.get(i).and_then(|r| r.key.clone());
             }
         }
-        let text = toml::to_string(&c).map_err(|e| err(400, e.to_string()))?;
-        Config::parse_with_encoder(&text, "request", encoder.as_deref()).map_err(|e| {
-            let (field, msg) = e
-                .message
-                .split_once(": ")
-                .map_or((None, e.message.as_str()), |(f, m)| {
-                    (Some(f.to_string()), m)
-                });
-            ApiError {
-                status: 400,
-                error: msg.to_string(),
-                field,
-            }
-        })
+        c.validate().map_err(|(f, m)| field_err(f, m))?;
+        Ok(c)
     }
 
     /// Saves `new` (if there is a config file), then makes it the running config and applies
@@ -1089,7 +1207,7 @@ pub fn diff_events(prev: &Status, now: &Status, out: &mut Vec<EventKind>) {
             if s.source_restarts > p.source_restarts {
                 out.push(EventKind::SourceRestarted {
                     stream: s.name.clone(),
-                    reason: "the source ended or failed".into(),
+                    reason: "the source restarted (it ended, failed, or was changed)".into(),
                 });
             }
             if p.live && s.live && (p.codec, p.width, p.height) != (s.codec, s.width, s.height) {
@@ -1100,24 +1218,6 @@ pub fn diff_events(prev: &Status, now: &Status, out: &mut Vec<EventKind>) {
                     height: s.height,
                 });
             }
-        }
-    }
-    for v in &now.viewers {
-        if !prev.viewers.iter().any(|p| p.id == v.id) {
-            out.push(EventKind::ViewerConnected {
-                stream: v.stream.clone(),
-                protocol: v.protocol.into(),
-                viewer: v.id.clone(),
-            });
-        }
-    }
-    for v in &prev.viewers {
-        if !now.viewers.iter().any(|n| n.id == v.id) {
-            out.push(EventKind::ViewerDisconnected {
-                stream: v.stream.clone(),
-                protocol: v.protocol.into(),
-                viewer: v.id.clone(),
-            });
         }
     }
     for t in &now.push {

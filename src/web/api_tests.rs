@@ -738,11 +738,11 @@ fn status_streams_viewers_events_metrics() {
         "percent-decoded"
     );
     assert_eq!(t.req("DELETE", "/api/v1/viewers/rtsp-9", None).status, 404);
-    // The observer turns state changes into events.
+    // The observer turns state changes into events; viewer events come from the servers.
     t.api.observe();
     t.fake.live.set(false);
-    t.fake.viewers.borrow_mut().clear();
     t.api.observe();
+    t.api.viewer_event("live", "rtsp", "rtsp-1.2.3.4:5", false);
     let r = t.req("GET", "/api/v1/events?since=0", None);
     let kinds: Vec<&str> = r.json["events"]
         .as_array()
@@ -839,4 +839,17 @@ fn openapi_matches_routes() {
             .replace("{index}", "0");
         assert_eq!(route(m, &concrete).map(|x| x.0), Ok(*r), "{m} {p}");
     }
+}
+
+#[test]
+fn toml_paths_from_offsets() {
+    let text = "a = 1\n[rtsp]\nport = 2\n[streams.\"x y\".source]\nfps = 3\n[[push]]\nurl = \"u\"\n[[push]]\nurl = \"v\"\n";
+    let at = |needle: &str| toml_path_at(text, text.find(needle).unwrap());
+    assert_eq!(at("a = 1"), "a");
+    assert_eq!(at("port"), "rtsp.port");
+    assert_eq!(at("[rtsp]"), "rtsp");
+    assert_eq!(at("fps"), "streams.x y.source.fps");
+    assert_eq!(at("url = \"u\""), "push.0.url");
+    assert_eq!(at("url = \"v\""), "push.1.url");
+    assert_eq!(toml_path_at(text, 10_000), "push.1");
 }

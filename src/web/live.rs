@@ -128,7 +128,7 @@ impl LiveRuntime {
 
     /// Starts the sampler thread: once a second it reads every hub's counters (bitrate, fps,
     /// keyframe interval, history) and, when anything events are made from changed
-    /// (liveness, parameters, restarts, viewer count), sends on `changed` so the observer on
+    /// (liveness, parameters, restarts, consumers), sends on `changed` so the observer on
     /// the media thread builds a snapshot and diffs it. A plain thread, not a smol timer:
     /// timers in smol's reactor allocate on every firing, and a quiet daemon must allocate
     /// nothing (tests/alloc_steady_state.rs counts).
@@ -218,11 +218,6 @@ impl Runtime for LiveRuntime {
                 let hs = hub.stats();
                 let v = hub.video.as_ref();
                 let rtsp = viewers_raw.iter().filter(|x| x.1 == s.name).count() as u32;
-                let pushing = cfg
-                    .push
-                    .iter()
-                    .filter(|p| p.enabled && p.stream == s.name)
-                    .count() as u32;
                 StreamStatus {
                     name: s.name.clone(),
                     live: flowing(&hub, self.epoch.now_ms()),
@@ -240,7 +235,8 @@ impl Runtime for LiveRuntime {
                     viewers: ProtocolCounts {
                         rtsp,
                         hls: 0,
-                        rtmp_push: pushing,
+                        // Filled below from the push targets that are publishing.
+                        rtmp_push: 0,
                     },
                     rtsp_path: format!("/{}", s.name),
                     hls_path: format!("/{}/index.m3u8", s.name),
@@ -262,7 +258,8 @@ impl Runtime for LiveRuntime {
             })
             .collect();
         let push_view = self.push.borrow().clone();
-        let push = cfg
+        let mut streams: Vec<StreamStatus> = streams;
+        let push: Vec<PushStatus> = cfg
             .push
             .iter()
             .enumerate()
@@ -283,6 +280,11 @@ impl Runtime for LiveRuntime {
                     })
             })
             .collect();
+        for p in push.iter().filter(|p| p.state == "publishing") {
+            if let Some(st) = streams.iter_mut().find(|st| st.name == p.stream) {
+                st.viewers.rtmp_push += 1;
+            }
+        }
         let _ = now_ms;
         Status {
             version: env!("CARGO_PKG_VERSION"),
