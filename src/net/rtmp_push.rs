@@ -408,9 +408,12 @@ pub fn spawn_push(
     epoch: Epoch,
 ) -> Spawned {
     let url = RtmpUrl::parse_with_key(&cfg.url, cfg.key.as_deref());
-    let shown = match &url {
-        Ok(u) => u.redacted().to_string(),
-        Err(_) => "<invalid url>".to_string(),
+    // Shown in the log and the API: the URL as configured when the key is given apart (it
+    // holds no secret then), else redacted (the key is in its path).
+    let shown = match (&url, &cfg.key) {
+        (Ok(_), Some(_)) => cfg.url.clone(),
+        (Ok(u), None) => u.redacted().to_string(),
+        (Err(_), _) => "<invalid url>".to_string(),
     };
     let status = Rc::new(RefCell::new(PushStatus {
         index,
