@@ -89,46 +89,60 @@ impl Daemon {
         args: &[&str],
         timeout: Duration,
     ) -> Daemon {
-        let dir = temp_dir(tag);
-        let rtsp_port = free_port();
-        let udp_port = free_port();
-        let http_port = free_port();
-        let cfg = format!(
-            "[rtsp]\nport = {rtsp_port}\nbind = \"127.0.0.1\"\nudp_port = {udp_port}\n{rtsp_extra}\n\
-             [http]\nport = {http_port}\nbind = \"127.0.0.1\"\n{extra}\n"
-        );
-        let cfg_path = dir.join("rillcast.toml");
-        std::fs::write(&cfg_path, cfg).unwrap();
-        let log_path = dir.join("daemon.log");
-        let log = std::fs::File::create(&log_path).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_rillcast"))
-            .arg("--config")
-            .arg(&cfg_path)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start rillcast");
-        let d = Daemon {
-            child,
-            rtsp_port,
-            http_port,
-            udp_port,
-            dir,
-            log_path,
-        };
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", rtsp_port)).is_ok() {
-                return d;
+        // Ports are probed free and then released, so a concurrent test can take one before the
+        // daemon binds it: a daemon that exits before listening is retried on fresh ports.
+        for attempt in 1..=3 {
+            let dir = temp_dir(tag);
+            let rtsp_port = free_port();
+            let udp_port = free_port();
+            let mut http_port = free_port();
+            while http_port == rtsp_port || http_port == udp_port || http_port == udp_port + 1 {
+                http_port = free_port();
             }
-            std::thread::sleep(Duration::from_millis(50));
+            let cfg = format!(
+                "[rtsp]\nport = {rtsp_port}\nbind = \"127.0.0.1\"\nudp_port = {udp_port}\n{rtsp_extra}\n\
+                 [http]\nport = {http_port}\nbind = \"127.0.0.1\"\n{extra}\n"
+            );
+            let cfg_path = dir.join("rillcast.toml");
+            std::fs::write(&cfg_path, cfg).unwrap();
+            let log_path = dir.join("daemon.log");
+            let log = std::fs::File::create(&log_path).unwrap();
+            let child = Command::new(env!("CARGO_BIN_EXE_rillcast"))
+                .arg("--config")
+                .arg(&cfg_path)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start rillcast");
+            let mut d = Daemon {
+                child,
+                rtsp_port,
+                http_port,
+                udp_port,
+                dir,
+                log_path,
+            };
+            let deadline = Instant::now() + timeout;
+            while Instant::now() < deadline {
+                if !d.alive() {
+                    break;
+                }
+                if TcpStream::connect(("127.0.0.1", rtsp_port)).is_ok() {
+                    return d;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if d.alive() || attempt == 3 {
+                panic!(
+                    "rillcast did not listen within {timeout:?} (attempt {attempt}); log:\n{}",
+                    d.log()
+                );
+            }
+            eprintln!("rillcast exited before listening (attempt {attempt}), retrying:\n{}", d.log());
         }
-        panic!(
-            "rillcast did not listen within {timeout:?}; log:\n{}",
-            d.log()
-        );
+        unreachable!("the loop returns or panics")
     }
 
     pub fn url(&self, stream: &str) -> String {
