@@ -6,8 +6,9 @@
 # .deb: control fields (dpkg-deb -I), file list, modes and owners (dpkg-deb -c), conffiles,
 #       the binary's architecture (ARMv6 for armhf: Raspberry Pi OS armhf runs on a Pi Zero),
 #       Depends against the binary's glibc symbols, maintainer scripts (sh -n, shellcheck),
-#       and `systemd-analyze verify` on the unit inside the extracted package (any warning
-#       fails; a deliberately broken copy must be reported, proving the check can fail).
+#       `systemd-analyze verify` on the unit inside the extracted package (any warning
+#       fails; a deliberately broken copy must be reported, proving the check can fail), and
+#       the unit's ExecStart run as a --check-config under qemu (the CLI accepts it).
 # .tar.gz: entries, owners, modes, static binary, and the BusyBox init script exercised under
 #       BusyBox ash: start, restart after a crash, status, stop with no process left.
 # Prints `N passed, N failed`; exits non-zero on any failure.
@@ -17,7 +18,7 @@ set -euo pipefail
 # shellcheck source=scripts/cross-env.sh
 source "$(dirname "$0")/cross-env.sh"
 
-ensure_apt dpkg binutils busybox shellcheck systemd
+ensure_apt dpkg binutils busybox shellcheck systemd qemu-user-static
 root="$RILLCAST_ROOT"
 pkgs="$root/out/packages"
 version="$(sed -n 's/^version[[:space:]]*=[[:space:]]*"\(.*\)"/\1/p' "$root/Cargo.toml" | head -n1)"
@@ -52,6 +53,21 @@ verify_unit() { # verify_unit ROOT UNITNAME: prints systemd-analyze's findings, 
     out="$(SYSTEMD_LOG_COLOR=0 systemd-analyze verify --man=no --generators=no --root="$1" "$2" 2>&1)" || rc=$?
     [[ -z $out && $rc -eq 0 ]] && return 0
     printf '    systemd-analyze (exit %d): %s\n' "$rc" "$out"
+    return 1
+}
+
+# run_exec_start ROOT TARGET EXEC_START OPTS: runs a unit's ExecStart line (paths moved under
+# ROOT, $RILLCAST_OPTS replaced by OPTS, split on spaces as systemd splits an unquoted $VAR)
+# with --check-config under qemu for TARGET; prints the output when it fails.
+run_exec_start() {
+    local root="$1" target="$2" line="$3" opts="$4" argv qemu out rc=0
+    line="${line//\$RILLCAST_OPTS/$opts}"
+    line="${line//\/etc\/rillcast\//$root/etc/rillcast/}"
+    read -r -a argv <<<"$line"
+    read -r -a qemu <<<"$(qemu_for "$target")"
+    out="$(timeout 20 "${qemu[@]}" "$root${argv[0]}" "${argv[@]:1}" --check-config 2>&1)" || rc=$?
+    [[ $rc -eq 0 ]] && return 0
+    printf '    %s (exit %d): %s\n' "${argv[*]}" "$rc" "${out:0:300}"
     return 1
 }
 
@@ -102,6 +118,16 @@ for deb in "${debs[@]}"; do
         check "$name: DEBIAN/$s passes shellcheck" shellcheck_ok "$x/DEBIAN/$s"
     done
 
+    # The unit's ExecStart, as systemd would run it (with RILLCAST_OPTS empty, as shipped, and
+    # as scripts/deploy.sh sets it), must be a command line src/cli.rs accepts with the
+    # packaged config: the packaged binary under qemu, + --check-config, exits 0.
+    case "$arch" in arm64) board=rpi-4 target=aarch64-unknown-linux-gnu ;; *) board=rpi-zero target=arm-unknown-linux-musleabihf ;; esac
+    exec_start="$(sed -n 's/^ExecStart=//p' "$x/lib/systemd/system/rillcast.service")"
+    for opts in "" "--board $board"; do
+        check "$name: ExecStart with RILLCAST_OPTS='$opts' starts (--check-config under qemu)" \
+            run_exec_start "$x" "$target" "$exec_start" "$opts"
+    done
+
     mkdir -p "$x/usr/lib/systemd"
     cp -a "$host_units" "$x/usr/lib/systemd/system"
     check "$name: systemd-analyze verify rillcast.service" verify_unit "$x" rillcast.service
@@ -131,6 +157,12 @@ for tgz in "${tars[@]}"; do
     tar -C "$x" -xzf "$tgz"
     check "$name: binary is static" bash -c '! readelf -l "$1" | grep -q INTERP' _ "$x/usr/bin/rillcast"
     check "$name: S50rillcast parses (busybox sh -n)" busybox sh -n "$x/etc/init.d/S50rillcast"
+    # The camera's way to start: the packaged config with its board, as S50rillcast passes it.
+    t="${name#rillcast-"$version"-}"
+    t="${t%.tar.gz}"
+    case "$t" in armv7-*) board=generic-armv7-camera ;; *) board=rpi-zero ;; esac
+    check "$name: packaged config + --board $board passes --check-config under qemu" \
+        run_exec_start "$x" "$t" "/usr/bin/rillcast --config /etc/rillcast/rillcast.toml \$RILLCAST_OPTS" "--board $board"
     check "$name: S50rillcast passes shellcheck" shellcheck_ok "$x/etc/init.d/S50rillcast"
 done
 

@@ -25,6 +25,20 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CARGO_TARGET_ARM_UNKNOWN_LINUX_MUSLEABIHF_LINKER=rust-lld
 export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_LINKER=rust-lld
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld
+# C compilers for build scripts (ring, the RTMPS crypto provider, compiles C and assembly).
+# The musl targets have no musl cross gcc here; Debian's gnueabihf/aarch64 gcc compiles ring's
+# freestanding C (no libc headers beyond stddef/stdint) for them, with the ISA pinned so no
+# ARMv7/Thumb-2 code reaches the ARMv6 binary.
+export CC_arm_unknown_linux_musleabihf=arm-linux-gnueabihf-gcc
+export AR_arm_unknown_linux_musleabihf=arm-linux-gnueabihf-ar
+export CFLAGS_arm_unknown_linux_musleabihf="-march=armv6 -marm -mfpu=vfp -mfloat-abi=hard"
+export CC_armv7_unknown_linux_musleabihf=arm-linux-gnueabihf-gcc
+export AR_armv7_unknown_linux_musleabihf=arm-linux-gnueabihf-ar
+export CFLAGS_armv7_unknown_linux_musleabihf="-march=armv7-a -mfpu=vfpv3-d16 -mfloat-abi=hard"
+export CC_armv7_unknown_linux_gnueabihf=arm-linux-gnueabihf-gcc
+export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
+export CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc
+export AR_aarch64_unknown_linux_musl=aarch64-linux-gnu-ar
 
 log() { printf '%s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -46,6 +60,33 @@ board_field() {
 }
 
 board_target() { board_field "$1" target; }
+
+# Cargo feature arguments of the first board building TARGET: nothing when the board has no
+# `cargo_features` key (default features), else --no-default-features [--features a,b].
+features_for_target() {
+    local b file line list
+    for b in $(all_boards); do
+        [[ "$(board_target "$b")" == "$1" ]] || continue
+        file="$RILLCAST_ROOT/boards/$b.toml"
+        line="$(sed -n 's/^cargo_features[[:space:]]*=[[:space:]]*\[\(.*\)\].*$/\1/p' "$file" | head -n1)"
+        grep -q '^cargo_features[[:space:]]*=' "$file" || return 0
+        list="$(tr -d ' "' <<<"$line")"
+        printf '%s\n' --no-default-features
+        [[ -z $list ]] || printf '%s\n' --features "$list"
+        return 0
+    done
+}
+
+# Size budget in bytes of the first board building TARGET (empty: none).
+budget_for_target() {
+    local b
+    for b in $(all_boards); do
+        [[ "$(board_target "$b")" == "$1" ]] || continue
+        sed -n 's/^max_binary_bytes[[:space:]]*=[[:space:]]*\([0-9_]*\).*$/\1/p' \
+            "$RILLCAST_ROOT/boards/$b.toml" | tr -d _ | head -n1
+        return 0
+    done
+}
 
 # The pinned toolchain that has a prebuilt std for TARGET.
 toolchain_for() {

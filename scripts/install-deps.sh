@@ -13,7 +13,7 @@ DEB_PACKAGES=(
     ffmpeg tstools
     gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav
     gstreamer1.0-rtsp python3-gi gir1.2-gst-rtsp-server-1.0
-    nginx libnginx-mod-rtmp
+    nginx libnginx-mod-rtmp libnginx-mod-stream openssl
     chromium
     qemu-user-static gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf
     libc6-dev-arm64-cross libc6-dev-armhf-cross
@@ -53,4 +53,6 @@ for tool in ffmpeg ffprobe gst-launch-1.0 nginx chromium qemu-arm-static qemu-aa
     command -v "$tool" >/dev/null 2>&1 || { echo "install-deps: $tool is still missing" >&2; exit 1; }
 done
 [ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ] || { echo "install-deps: nginx RTMP module missing" >&2; exit 1; }
+# The RTMPS tests put nginx's stream module (TLS terminator) in front of nginx-rtmp.
+[ -f /usr/lib/nginx/modules/ngx_stream_module.so ] || { echo "install-deps: nginx stream module missing" >&2; exit 1; }
 echo "install-deps: ok"

@@ -8,12 +8,22 @@
 #    Pi Zero build, static linking for musl, the glibc floor for gnu builds.
 # 2. Runs each binary under qemu with `-cpu arm1176` (ARMv6), `cortex-a7` (ARMv7) or
 #    `cortex-a53` (aarch64): `--help`, `--version`, `--check-config`; each must exit 0.
-#    (Extend here: start the daemon on loopback and read RTSP/HLS with ffprobe.)
+#    Each board's profile through its own binary: `rillcast --board NAME --check-config`
+#    prints the memory plan with the board's ceiling.
+# 2b. The daemon itself under qemu, per target: built-in test source at 320x240 on free
+#    loopback ports (the bound port is read back from the daemon's log), then real clients:
+#    ffprobe sees an H.264 320x240 stream over RTSP/TCP, and ffmpeg decodes >0 frames for 3 s
+#    with nothing on stderr at -v error. HLS the same way (/live/index.m3u8) when the binary has an HTTP
+#    server ("HTTP listening on" in it); a binary without one is reported with a NOTE line.
+#    The daemon runs with a stand-in notify socket (socat): READY=1 and WATCHDOG=1 must
+#    arrive; and (2c) with a source that never delivers, READY=1 and STATUS but no WATCHDOG=1.
+#    Every wait is bounded; the daemons are killed on exit.
 # 3. Negative control: an ARMv7 binary under `-cpu arm1176` must die with SIGILL (exit 132),
 #    proving the CPU models really catch instructions a board lacks.
 # 4. The crate's unit tests for armv7-unknown-linux-gnueabihf under qemu through the cargo
 #    runner in .cargo/config.toml (RILLCAST_UNIT_TEST_TARGETS to change the list; only --lib:
-#    integration tests that exec the daemon would need binfmt_misc, which is not set up here).
+#    integration tests that exec the daemon would need binfmt_misc, which is not set up here;
+#    one slow randomised test is skipped, see RILLCAST_ARM_TEST_SKIP below).
 #
 # Prints a closing line `N passed, N failed` and exits non-zero on any failure.
 set -euo pipefail
@@ -90,6 +100,198 @@ for b in "${boards[@]}"; do
     done
 done
 
+# 2: each board profile through its own binary prints the memory plan with its ceiling.
+for b in "${boards[@]}"; do
+    t="$(board_target "$b")"
+    read -r -a qemu <<<"$(qemu_for "$t")"
+    mib="$(sed -n 's/^media_memory_mib[[:space:]]*=[[:space:]]*\([0-9]*\).*/\1/p' "$RILLCAST_ROOT/boards/$b.toml")"
+    rc=0
+    output="$(timeout 20 "${qemu[@]}" "$out/$t/rillcast" --board "$b" --check-config 2>&1)" || rc=$?
+    if [[ $rc -eq 0 ]] && grep -q "^media memory: .* of $mib MiB ceiling" <<<"$output"; then
+        pass "$b: rillcast --board $b --check-config under ${qemu[*]:0:3}: $(grep '^media memory' <<<"$output")"
+    else
+        fail "$b: rillcast --board $b --check-config: exit $rc, expected 0 and a plan with a $mib MiB ceiling; output: ${output:0:400}"
+    fi
+done
+
+# 2b: the daemon under qemu, read by real clients.
+require() { command -v "$1" >/dev/null || die "$1 is not installed: run scripts/install-deps.sh (ffmpeg package)"; }
+require ffmpeg
+require ffprobe
+ensure_apt curl iproute2 socat
+scratch="$(mktemp -d)"
+daemon_pids=()
+cleanup() {
+    local p
+    for p in "${daemon_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${daemon_pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$scratch"
+}
+trap cleanup EXIT
+
+# free_port: a loopback TCP port nobody listens on (the config rejects port 0).
+free_port() {
+    local p
+    for _ in $(seq 1 200); do
+        p=$((20000 + RANDOM % 40000))
+        [[ -z $(ss -Hltn "sport = :$p") ]] && { printf '%s\n' "$p"; return 0; }
+    done
+    die "no free loopback TCP port found"
+}
+
+# start_notify_listener FILE: a stand-in for systemd's notify socket at FILE.sock; every
+# datagram the daemon sends is appended to FILE.
+start_notify_listener() {
+    : >"$1"
+    socat -u "UNIX-RECV:$1.sock,unlink-early" - >"$1" 2>/dev/null &
+    daemon_pids+=("$!")
+    for _ in $(seq 1 50); do [[ -S $1.sock ]] && return 0; sleep 0.1; done
+    die "socat did not create $1.sock"
+}
+
+# listen_port LOG WHAT PID: waits (<= 60 s) for "WHAT listening on 127.0.0.1:PORT" in LOG.
+listen_port() {
+    local log="$1" what="$2" pid="$3" port=""
+    for _ in $(seq 1 300); do
+        port="$(sed -n "s/.*$what listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p" "$log" | head -n1)"
+        [[ -n $port ]] && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.2
+    done
+    printf '%s\n' "$port"
+}
+
+# ffmpeg_frames DESC URL FFMPEG-INPUT-OPTS...: decodes 3 s of video; passes with >0 frames
+# and a silent stderr at -v error.
+ffmpeg_frames() {
+    local desc="$1" url="$2" rc=0 frames
+    shift 2
+    timeout 40 ffmpeg -nostdin -v error "$@" -i "$url" -t 3 -map 0:v:0 -f null - \
+        -progress "$scratch/progress" 2>"$scratch/ffmpeg.err" || rc=$?
+    frames="$(sed -n 's/^frame=//p' "$scratch/progress" 2>/dev/null | tail -n1)"
+    if [[ $rc -eq 0 && ${frames:-0} -gt 0 && ! -s $scratch/ffmpeg.err ]]; then
+        pass "$desc: ffmpeg decoded $frames frames, no errors"
+    else
+        fail "$desc: ffmpeg exit $rc, ${frames:-0} frames; stderr: $(head -c 400 "$scratch/ffmpeg.err")"
+    fi
+    rm -f "$scratch/progress"
+}
+
+seen=" "
+for b in "${boards[@]}"; do
+    t="$(board_target "$b")"
+    [[ $seen == *" $t "* ]] && continue
+    seen+="$t "
+    read -r -a qemu <<<"$(qemu_for "$t")"
+    cfg="$scratch/$t.toml"
+    log="$scratch/$t.log"
+    cat >"$cfg" <<EOF
+[rtsp]
+port = $(free_port)
+bind = "127.0.0.1"
+udp_port = 0
+[http]
+port = $(free_port)
+bind = "127.0.0.1"
+[streams.live.source]
+kind = "testsrc"
+width = 320
+height = 240
+EOF
+    notify="$scratch/$t.notify"
+    start_notify_listener "$notify"
+    NOTIFY_SOCKET="$notify.sock" WATCHDOG_USEC=1000000 \
+        "${qemu[@]}" "$out/$t/rillcast" --config "$cfg" >"$log" 2>&1 &
+    pid=$!
+    daemon_pids+=("$pid")
+    what="$t under ${qemu[*]:0:3}"
+    rtsp_port="$(listen_port "$log" RTSP "$pid")"
+    if [[ -z $rtsp_port ]]; then
+        fail "$what: daemon did not report 'RTSP listening on' within 60 s; log: $(head -c 600 "$log")"
+        kill "$pid" 2>/dev/null || true
+        continue
+    fi
+    url="rtsp://127.0.0.1:$rtsp_port/live"
+    rc=0
+    probe="$(timeout 40 ffprobe -v error -rtsp_transport tcp -select_streams v:0 \
+        -show_entries stream=codec_name,width,height -of csv=p=0 "$url" 2>&1)" || rc=$?
+    if [[ $rc -eq 0 && $probe == "h264,320,240" ]]; then
+        pass "$what: ffprobe $url (TCP): h264 320x240"
+    else
+        fail "$what: ffprobe $url (TCP): exit $rc, got '${probe:0:300}', expected 'h264,320,240'"
+    fi
+    ffmpeg_frames "$what: RTSP/TCP $url" "$url" -rtsp_transport tcp
+    if grep -aq 'HTTP listening on' "$out/$t/rillcast"; then
+        http_port="$(listen_port "$log" HTTP "$pid")"
+        if [[ -z $http_port ]]; then
+            fail "$what: binary has an HTTP server but logged no 'HTTP listening on 127.0.0.1:PORT'"
+        else
+            hls="http://127.0.0.1:$http_port/live/index.m3u8"
+            # The playlist exists once the first segment is complete: poll (<= 30 s).
+            code=""
+            for _ in $(seq 1 60); do
+                code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$hls" || true)"
+                [[ $code == 200 ]] && break
+                sleep 0.5
+            done
+            if [[ $code == 200 ]]; then
+                ffmpeg_frames "$what: HLS $hls" "$hls"
+            else
+                fail "$what: $hls never answered 200 within 30 s (last status '${code:-none}')"
+            fi
+        fi
+    else
+        printf 'NOTE %s: this build has no HTTP server yet; HLS check not run\n' "$what"
+    fi
+    if grep -q 'READY=1' "$notify" && grep -q 'WATCHDOG=1' "$notify"; then
+        pass "$what: sd_notify: READY=1, and WATCHDOG=1 while frames flow"
+    else
+        fail "$what: sd_notify datagrams lack READY=1 or WATCHDOG=1: '$(head -c 200 "$notify")'"
+    fi
+    if kill -0 "$pid" 2>/dev/null; then
+        pass "$what: daemon still running after the clients"
+    else
+        fail "$what: daemon died; log: $(tail -c 600 "$log")"
+    fi
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+done
+
+# 2c: the watchdog is fed only while frames flow. A source that never delivers (TCP to a
+# port nobody listens on) must give READY=1 and a STATUS, and no WATCHDOG=1.
+t="$(board_target "${boards[0]}")"
+read -r -a qemu <<<"$(qemu_for "$t")"
+cat >"$scratch/silent.toml" <<EOF
+[rtsp]
+port = $(free_port)
+bind = "127.0.0.1"
+udp_port = 0
+[http]
+port = $(free_port)
+bind = "127.0.0.1"
+[streams.live.source]
+kind = "tcp"
+address = "127.0.0.1:$(free_port)"
+EOF
+notify="$scratch/silent.notify"
+start_notify_listener "$notify"
+NOTIFY_SOCKET="$notify.sock" WATCHDOG_USEC=1000000 \
+    "${qemu[@]}" "$out/$t/rillcast" --config "$scratch/silent.toml" >"$scratch/silent.log" 2>&1 &
+pid=$!
+daemon_pids+=("$pid")
+# Wait (<= 30 s) for the first watchdog tick that found no frames.
+for _ in $(seq 1 150); do
+    grep -q 'STATUS=no frames' "$notify" && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.2
+done
+if grep -q 'READY=1' "$notify" && grep -q 'STATUS=no frames' "$notify" && ! grep -q 'WATCHDOG=1' "$notify"; then
+    pass "$t: sd_notify with a silent source: READY=1 and STATUS, no WATCHDOG=1"
+else
+    fail "$t: sd_notify with a silent source: expected READY=1, STATUS=no frames and no WATCHDOG=1; got '$(head -c 200 "$notify")'; log: $(tail -c 300 "$scratch/silent.log")"
+fi
+kill "$pid" 2>/dev/null || true
+
 # 3: negative control.
 control=""
 for t in armv7-unknown-linux-musleabihf armv7-unknown-linux-gnueabihf; do
@@ -106,7 +308,14 @@ run_expect 132 "negative control: $control binary under qemu -cpu arm1176 dies w
 for t in ${RILLCAST_UNIT_TEST_TARGETS:-armv7-unknown-linux-gnueabihf}; do
     ensure_rust_target "$t"
     start=$SECONDS
-    if (cd "$RILLCAST_ROOT" && cargo "+$(toolchain_for "$t")" test --locked --quiet --lib --target "$t"); then
+    # Skipped under qemu (RILLCAST_ARM_TEST_SKIP, space-separated names): the 20k-input
+    # random/mutation test of the RTSP parser takes ~45 s emulated, more than all the others
+    # together, and checks parser logic that the host run and the fuzz targets cover.
+    skips=()
+    for name in ${RILLCAST_ARM_TEST_SKIP-random_and_mutated_inputs_never_panic_or_overread}; do
+        skips+=(--skip "$name")
+    done
+    if (cd "$RILLCAST_ROOT" && cargo "+$(toolchain_for "$t")" test --locked --quiet --lib --target "$t" -- "${skips[@]}"); then
         pass "unit tests for $t under qemu ($((SECONDS - start)) s)"
     else
         fail "unit tests for $t under qemu"

@@ -31,6 +31,14 @@ pub struct Board {
     pub max_viewers: u32,
     /// RAM of the smallest board model this profile targets, in MiB.
     pub ram_mib: u32,
+    /// Cargo features the board's build uses (`scripts/build.sh`): absent = the defaults;
+    /// a list = `--no-default-features --features <list>` (e.g. a flash-constrained camera
+    /// drops `rtmps`, whose TLS stack costs ~0.5 MB).
+    #[serde(default)]
+    pub cargo_features: Option<Vec<String>>,
+    /// Stripped-size budget for the board's release binary, checked by `scripts/build.sh`.
+    #[serde(default)]
+    pub max_binary_bytes: Option<u64>,
 }
 
 /// The embedded profiles as `(file stem, TOML text)`, in the order `all()` returns them.
@@ -155,6 +163,27 @@ mod tests {
             // so the OS, the encoder and its buffers keep the rest.
             assert!(b.media_memory_mib * 8 <= b.ram_mib, "{}", b.name);
             assert!(!b.description.is_empty(), "{}", b.name);
+        }
+    }
+
+    /// The packages install config/rillcast.toml as /etc/rillcast/rillcast.toml and the init
+    /// scripts pass `--board`: that pair must start on every board, or a fresh install fails.
+    #[test]
+    fn shipped_config_fits_every_board() {
+        let text = include_str!("../config/rillcast.toml");
+        for b in all() {
+            let cfg = crate::config::Config::parse_with_encoder(
+                text,
+                "config/rillcast.toml",
+                Some(&b.encoder_command),
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", b.name));
+            let plan = crate::media::budget::MemoryPlan::new(
+                &cfg,
+                Some(b.media_memory_mib),
+                Some(b.max_viewers),
+            );
+            assert!(plan.is_ok(), "{}: {}", b.name, plan.unwrap_err());
         }
     }
 

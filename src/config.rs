@@ -22,33 +22,76 @@ pub struct Config {
     /// One table per stream; empty in the file means one stream `live` from `testsrc`.
     pub streams: BTreeMap<String, StreamConfig>,
     /// RTMP/RTMPS push targets (`[[push]]`), in order; the web API addresses them by index.
+    /// Each has its own connection and backoff.
     pub push: Vec<PushConfig>,
     /// Webhook receivers for events (`[[webhooks]]`).
     pub webhooks: Vec<WebhookConfig>,
 }
 
-/// One upstream the daemon publishes a stream to.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+/// One upstream RTMP(S) origin a stream is published to (`[[push]]`).
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct PushConfig {
-    /// `rtmp://host[:port]/app[/key]` or `rtmps://...`.
+    /// `rtmp://host[:port]/app[/key]` or `rtmps://...` (default ports 1935 / 443).
     pub url: String,
-    /// Stream key, when not in the URL; never logged or shown in full.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The stream key; absent = the last path segment of `url`. Never logged in full.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
-    /// Which local stream to push.
-    #[serde(default = "default_push_stream")]
+    /// Which local stream (a `[streams.NAME]` table) to publish.
     pub stream: String,
-    #[serde(default = "default_true")]
+    /// false = configured but not started (state `idle`).
     pub enabled: bool,
+    /// rtmps: extra trusted CA certificates (PEM), added to the system roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Cap of the reconnect delay, which doubles per failed attempt (full jitter) up to this.
+    pub backoff_max_ms: u32,
+    /// Outgoing media queue of this target in KiB (part of the media memory plan); when the
+    /// uplink is slower than the stream, whole GOPs are dropped instead of growing latency.
+    /// 0 = 2 s at the stream's max_bitrate_kbps (at least 256 KiB).
+    pub queue_kib: u32,
 }
 
-fn default_push_stream() -> String {
-    "live".into()
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            url: String::new(),
+            key: None,
+            stream: "live".into(),
+            enabled: true,
+            ca_file: None,
+            backoff_max_ms: 30_000,
+            queue_kib: 0,
+        }
+    }
 }
 
-fn default_true() -> bool {
-    true
+/// Debug without the stream key (in `key` or in the URL path).
+impl fmt::Debug for PushConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = crate::proto::rtmp::RtmpUrl::parse_with_key(&self.url, self.key.as_deref())
+            .map(|u| u.redacted().to_string())
+            .unwrap_or_else(|_| "<invalid url>".into());
+        f.debug_struct("PushConfig")
+            .field("url", &url)
+            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .field("stream", &self.stream)
+            .field("enabled", &self.enabled)
+            .field("ca_file", &self.ca_file)
+            .field("backoff_max_ms", &self.backoff_max_ms)
+            .field("queue_kib", &self.queue_kib)
+            .finish()
+    }
+}
+
+impl PushConfig {
+    /// Bytes of this target's media queue for a stream of `max_bitrate_kbps`.
+    pub fn queue_bytes(&self, max_bitrate_kbps: u32) -> usize {
+        match self.queue_kib {
+            0 => ((2 * max_bitrate_kbps as usize * 1000) / 8).max(256 * 1024),
+            k => k as usize * 1024,
+        }
+    }
 }
 
 /// Where events are POSTed as JSON.
@@ -511,6 +554,27 @@ pub fn validate_push(
     if !streams.contains_key(&p.stream) {
         return Err(("stream", "no such stream"));
     }
+    // The same parser the push shell uses; its messages never contain the key.
+    let url = match crate::proto::rtmp::RtmpUrl::parse_with_key(&p.url, p.key.as_deref()) {
+        Ok(u) => u,
+        Err(crate::proto::rtmp::RtmpError::InvalidUrl(why)) => return Err(("url", why)),
+        Err(_) => return Err(("url", "expected rtmp://host[:port]/app[/key]")),
+    };
+    #[cfg(not(feature = "rtmps"))]
+    if url.tls {
+        return Err(("url", "rtmps:// needs a build with the `rtmps` feature"));
+    }
+    // A missing stream key is allowed here (the page saves a target before its key is known);
+    // the push shell reports it in the target's state instead of connecting.
+    if p.ca_file.is_some() && !url.tls {
+        return Err(("ca_file", "only applies to rtmps:// URLs"));
+    }
+    if !(1000..=600_000).contains(&p.backoff_max_ms) {
+        return Err(("backoff_max_ms", "must be 1000..=600000"));
+    }
+    if p.queue_kib != 0 && !(64..=65_536).contains(&p.queue_kib) {
+        return Err(("queue_kib", "must be 0 (auto) or 64..=65536"));
+    }
     Ok(())
 }
 
@@ -740,6 +804,71 @@ shell = "arecord -f S16_LE | faac -o - -"
         let cmd = vec!["rpicam-vid".to_string(), "-o".into(), "-".into()];
         let c = Config::parse_with_encoder(t, "x", Some(&cmd)).unwrap();
         assert_eq!(c.streams["live"].source.command, cmd);
+    }
+
+    #[test]
+    fn push_entries_parse_with_defaults() {
+        let t = r#"
+[[push]]
+url = "rtmp://origin.example/live/abcdef123"
+[[push]]
+url = "rtmps://a.example:4443/app"
+key = "secret-key"
+enabled = false
+backoff_max_ms = 5000
+queue_kib = 512
+ca_file = "/etc/rillcast/ca.pem"
+"#;
+        let c = Config::parse(t, "x").unwrap();
+        assert_eq!(c.push.len(), 2);
+        assert_eq!(c.push[0].stream, "live");
+        assert!(c.push[0].enabled);
+        assert_eq!(c.push[0].backoff_max_ms, 30_000);
+        // 0 = 2 s at 4000 kbit/s = 1 MB.
+        assert_eq!(c.push[0].queue_bytes(4000), 1_000_000);
+        assert_eq!(c.push[0].queue_bytes(500), 256 * 1024);
+        assert_eq!(c.push[1].queue_bytes(4000), 512 * 1024);
+        assert!(!c.push[1].enabled);
+        let dbg = format!("{:?}", c.push[1]);
+        assert!(!dbg.contains("secret-key"), "{dbg}");
+        assert!(dbg.contains("se…"), "{dbg}");
+        let dbg = format!("{:?}", c.push[0]);
+        assert!(!dbg.contains("abcdef123"), "{dbg}");
+    }
+
+    #[test]
+    fn push_errors_name_entry_and_hide_key() {
+        for (t, key, hint) in [
+            ("[[push]]\nurl = \"http://x/live/k\"\n", "push.0.url", "rtmp://"),
+            ("[[push]]\nurl = \"rtmp://x:0/live/k\"\n", "push.0.url", "bad port"),
+            (
+                "[[push]]\nurl = \"rtmp://x/live/k\"\nstream = \"cam\"\n",
+                "push.0.stream",
+                "no such stream",
+            ),
+            (
+                "[[push]]\nurl = \"rtmp://x/live/k\"\nca_file = \"/a.pem\"\n",
+                "push.0.ca_file",
+                "rtmps",
+            ),
+            (
+                "[[push]]\nurl = \"rtmp://x/live/k\"\nbackoff_max_ms = 10\n",
+                "push.0.backoff_max_ms",
+                "1000",
+            ),
+            (
+                "[[push]]\nurl = \"rtmp://x/live/k\"\n[[push]]\nurl = \"rtmp://x/live/k\"\nqueue_kib = 1\n",
+                "push.1.queue_kib",
+                "64",
+            ),
+            ("[[push]]\nurl = \"rtmp://x/live\"\nkey = \"\"\n", "push.0.key", "1-256"),
+        ] {
+            let e = Config::parse(t, "x").unwrap_err();
+            assert!(e.message.starts_with(key), "{t:?} -> {e}");
+            assert!(e.message.contains(hint), "{t:?} -> {e}");
+        }
+        let e = Config::parse("[[push]]\nurl = \"rtmp://h:0/live/topsecret\"\n", "x").unwrap_err();
+        assert!(!e.message.contains("topsecret"), "{e}");
     }
 
     #[test]

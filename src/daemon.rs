@@ -117,6 +117,16 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
             w.viewer_event(stream, "rtsp", id, joined);
         }
     }));
+    // RTMP/RTMPS push targets: one task each on this thread, a consumer each on its hub.
+    let push = net::rtmp_push::PushManager::new(
+        starts
+            .iter()
+            .map(|(sp, scfg, h)| (sp.name.clone(), h.clone(), scfg.max_bitrate_kbps))
+            .collect(),
+        epoch,
+    );
+    push.start_all(&cfg);
+    *web_rt.push.borrow_mut() = Some(push);
     http_handlers.push(web.clone());
     let http_server = HttpServer::new(
         HttpLimits {

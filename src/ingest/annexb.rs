@@ -446,8 +446,10 @@ pub fn nal_units(frame: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = frame;
     std::iter::from_fn(move || {
         let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-        let nal = rest.get(4..4 + len)?;
-        rest = &rest[4 + len..];
+        // Checked: `4 + len` overflows a 32-bit usize for a length near u32::MAX.
+        let end = len.checked_add(4)?;
+        let nal = rest.get(4..end)?;
+        rest = &rest[end..];
         Some(nal)
     })
 }

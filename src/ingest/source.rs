@@ -689,8 +689,11 @@ fn read_exec(
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        // systemd's notify socket is ours, not the encoder's.
-        .env_remove("NOTIFY_SOCKET");
+        // systemd's notify socket and watchdog are ours (sd_notify(3)): an encoder that speaks
+        // sd_notify must not report READY or feed the watchdog on our behalf.
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID");
     let program = cfg.shell.as_deref().unwrap_or(&cfg.command[0]).to_string();
     let child = cmd
         .spawn()

@@ -15,6 +15,10 @@ pub const VIEWER_TCP_BUFFER_BYTES: usize = 16 * 1024;
 pub const RTSP_READ_BUFFER_BYTES: usize = 8 * 1024;
 /// Read buffer of one ingest input.
 pub const INGEST_READ_BUFFER_BYTES: usize = 64 * 1024;
+/// Per push target besides its media queue: the socket read and write buffers of the shell
+/// (16 KiB each), the publisher's control queue and reader (~32 KiB), and TLS record buffers
+/// (~34 KiB for rtmps; planned for every target so the figure does not depend on the scheme).
+pub const PUSH_FIXED_BYTES: usize = 128 * 1024;
 /// Viewer limit without a board profile or `rtsp.max_viewers`.
 pub const DEFAULT_MAX_VIEWERS: u32 = 200;
 /// Media memory ceiling without a board profile or `media.memory_mib`.
@@ -38,9 +42,20 @@ pub struct StreamPlan {
     pub total_bytes: usize,
 }
 
+/// What one `[[push]]` target gets (in config order; disabled targets get nothing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushPlan {
+    /// Index into `cfg.push`.
+    pub index: usize,
+    /// The publisher's byte-capped media queue (whole GOPs are dropped when it is full).
+    pub queue_bytes: usize,
+    pub total_bytes: usize,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemoryPlan {
     pub streams: Vec<StreamPlan>,
+    pub pushes: Vec<PushPlan>,
     pub max_viewers: u32,
     pub viewer_bytes: usize,
     /// HTTP connections allowed at once, and their request buffers plus the shared send buffer.
@@ -99,26 +114,46 @@ impl MemoryPlan {
         }
         let viewer_bytes =
             max_viewers as usize * (VIEWER_TCP_BUFFER_BYTES + RTSP_READ_BUFFER_BYTES);
+        let mut pushes = Vec::new();
+        for (index, p) in cfg.push.iter().enumerate() {
+            if !p.enabled {
+                continue;
+            }
+            let kbps = cfg
+                .streams
+                .get(&p.stream)
+                .map_or(4000, |s| s.max_bitrate_kbps);
+            let queue_bytes = p.queue_bytes(kbps);
+            pushes.push(PushPlan {
+                index,
+                queue_bytes,
+                total_bytes: queue_bytes + PUSH_FIXED_BYTES,
+            });
+        }
+        let push_bytes = pushes.iter().map(|p| p.total_bytes).sum::<usize>();
         let http_connections = match cfg.http.max_connections {
             0 => max_viewers,
             n => n,
         };
         let http_bytes = http_connections as usize * crate::net::http::CONNECTION_BUFFER_BYTES
             + crate::net::http::SEND_CHUNK_BYTES;
-        let total_bytes =
-            streams.iter().map(|s| s.total_bytes).sum::<usize>() + viewer_bytes + http_bytes;
+        let total_bytes = streams.iter().map(|s| s.total_bytes).sum::<usize>()
+            + viewer_bytes
+            + http_bytes
+            + push_bytes;
         let ceiling_bytes = ceiling_mib as usize * 1024 * 1024;
         if total_bytes > ceiling_bytes {
             return Err(format!(
                 "media memory needed is {:.1} MiB but the ceiling is {} MiB: raise media.memory_mib, \
                  or lower buffer_ms / max_bitrate_kbps of the streams, rtsp.max_viewers, \
-                 http.max_connections or hls.window",
+                 http.max_connections, hls.window or push queue_kib",
                 total_bytes as f64 / 1048576.0,
                 ceiling_mib
             ));
         }
         Ok(MemoryPlan {
             streams,
+            pushes,
             max_viewers,
             viewer_bytes,
             http_connections,
@@ -141,9 +176,9 @@ impl MemoryPlan {
                 )
             })
             .collect();
-        format!(
+        let mut s = format!(
             "media memory: {:.1} MiB of {} MiB ceiling (streams: {}; {} viewers {:.1}; \
-             {} HTTP connections {:.1})",
+             {} HTTP connections {:.1}",
             self.total_bytes as f64 / 1048576.0,
             self.ceiling_bytes / 1048576,
             per.join(", "),
@@ -151,7 +186,17 @@ impl MemoryPlan {
             self.viewer_bytes as f64 / 1048576.0,
             self.http_connections,
             self.http_bytes as f64 / 1048576.0
-        )
+        );
+        if !self.pushes.is_empty() {
+            let push: usize = self.pushes.iter().map(|p| p.total_bytes).sum();
+            s.push_str(&format!(
+                "; {} push {:.1}",
+                self.pushes.len(),
+                push as f64 / 1048576.0
+            ));
+        }
+        s.push(')');
+        s
     }
 }
 
@@ -187,5 +232,28 @@ mod tests {
         let cfg = Config::parse("", "t").unwrap();
         let p = MemoryPlan::new(&cfg, Some(64), Some(20)).unwrap();
         assert_eq!((p.ceiling_bytes, p.max_viewers), (64 << 20, 20));
+    }
+
+    #[test]
+    fn push_queues_are_planned() {
+        let base = MemoryPlan::new(&Config::parse("", "t").unwrap(), None, None).unwrap();
+        let t = "[[push]]\nurl = \"rtmp://a/live/k\"\nqueue_kib = 300\n\
+                 [[push]]\nurl = \"rtmp://b/live/k\"\nenabled = false\n\
+                 [[push]]\nurl = \"rtmp://c/live/k\"\n";
+        let p = MemoryPlan::new(&Config::parse(t, "t").unwrap(), None, None).unwrap();
+        // The disabled target gets nothing; the auto queue is 2 s at 4000 kbit/s.
+        assert_eq!(p.pushes.len(), 2);
+        assert_eq!(
+            (p.pushes[0].index, p.pushes[0].queue_bytes),
+            (0, 300 * 1024)
+        );
+        assert_eq!((p.pushes[1].index, p.pushes[1].queue_bytes), (2, 1_000_000));
+        let added = 300 * 1024 + 1_000_000 + 2 * PUSH_FIXED_BYTES;
+        assert_eq!(p.total_bytes, base.total_bytes + added);
+        assert!(p.summary().contains("2 push 1.5"), "{}", p.summary());
+        let t =
+            "[media]\nmemory_mib = 16\n[[push]]\nurl = \"rtmp://a/live/k\"\nqueue_kib = 65536\n";
+        let e = MemoryPlan::new(&Config::parse(t, "t").unwrap(), None, None).unwrap_err();
+        assert!(e.contains("push queue_kib"), "{e}");
     }
 }

@@ -166,8 +166,10 @@ fn validate_avcc(au: &[u8]) -> Result<(), TsError> {
             return Err(TsError::BadNalLength);
         };
         let len = u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize;
-        pos = pos
-            .checked_add(4 + len)
+        // `len + 4` can overflow a 32-bit usize (ARMv6/v7): checked, not `4 + len`.
+        pos = len
+            .checked_add(4)
+            .and_then(|n| pos.checked_add(n))
             .filter(|&p| p <= au.len())
             .ok_or(TsError::BadNalLength)?;
     }

@@ -578,6 +578,11 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
         self.st.borrow().cfg.clone()
     }
 
+    /// True when push targets are configured.
+    pub fn has_push_targets(&self) -> bool {
+        !self.st.borrow().cfg.push.is_empty()
+    }
+
     /// Records an event and queues it for the webhooks.
     pub fn emit(&self, kind: EventKind) {
         let unix = self.clock.unix_ms();
@@ -961,6 +966,7 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
                     key: b.key,
                     stream: b.stream,
                     enabled: b.enabled,
+                    ..Default::default()
                 };
                 let index = if route == Route::PushAdd {
                     new.push.push(target);
@@ -971,6 +977,11 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
                     if target.key.as_deref() == Some(MASKED_KEY) {
                         target.key = new.push[i].key.clone();
                     }
+                    // Settings the API does not carry (ca_file, backoff, queue) are kept.
+                    let old = &new.push[i];
+                    target.ca_file = old.ca_file.clone();
+                    target.backoff_max_ms = old.backoff_max_ms;
+                    target.queue_kib = old.queue_kib;
                     new.push[i] = target;
                     i
                 };

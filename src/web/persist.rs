@@ -292,6 +292,7 @@ height = 480
             key: Some("k".into()),
             stream: "live".into(),
             enabled: true,
+            ..Default::default()
         });
         new.http.password_hash = Some("scrypt$1$1$1$00$00".into());
         let out = render_preserving(USER_FILE, &old, &new).unwrap();
