@@ -111,12 +111,6 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
             scrypt_log_n: crate::web::auth::SCRYPT_LOG_N,
         },
     ));
-    let web_weak = Rc::downgrade(&web);
-    server.set_viewer_hook(Box::new(move |stream, id, joined| {
-        if let Some(w) = web_weak.upgrade() {
-            w.viewer_event(stream, "rtsp", id, joined);
-        }
-    }));
     // RTMP/RTMPS push targets: one task each on this thread, a consumer each on its hub.
     let push = net::rtmp_push::PushManager::new(
         starts
@@ -127,6 +121,12 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
     );
     push.start_all(&cfg);
     *web_rt.push.borrow_mut() = Some(push);
+    let web_weak = Rc::downgrade(&web);
+    server.set_viewer_hook(Box::new(move |stream, id, joined| {
+        if let Some(w) = web_weak.upgrade() {
+            w.viewer_event(stream, "rtsp", id, joined);
+        }
+    }));
     http_handlers.push(web.clone());
     let http_server = HttpServer::new(
         HttpLimits {

@@ -610,3 +610,47 @@ fn auth_with_ffmpeg_and_rejections() {
         "no credentials must fail with 401: {err}"
     );
 }
+
+/// PAUSE stops the packets; PLAY resumes them, and RTP-Info names the sequence number that
+/// really comes next.
+#[test]
+fn pause_and_resume_with_truthful_rtp_info() {
+    let d = Daemon::start("pause", TESTSRC_SMALL);
+    d.wait_live("live", Duration::from_secs(10));
+    let url = d.url("live");
+    let mut c = RtspClient::connect(d.rtsp_port).unwrap();
+    c.play_tcp(&url).unwrap();
+    for _ in 0..50 {
+        c.read_interleaved().unwrap();
+    }
+    // PAUSE; packets already queued may precede the response (the client skips them).
+    let (st, _, _) = c.request("PAUSE", &url, &[]).unwrap();
+    assert_eq!(st, 200, "PAUSE");
+    c.stream
+        .set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    assert!(c.read_interleaved().is_err(), "packets after PAUSE");
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let (st, headers, _) = c.request("PLAY", &url, &[]).unwrap();
+    assert_eq!(st, 200, "resume");
+    let info = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("RTP-Info"))
+        .map(|(_, v)| v.clone())
+        .expect("RTP-Info");
+    let video_seq: u16 = info
+        .split(',')
+        .find(|p| p.contains("trackID=0"))
+        .and_then(|p| p.split(';').find_map(|kv| kv.trim().strip_prefix("seq=")))
+        .and_then(|s| s.parse().ok())
+        .expect("seq in RTP-Info");
+    let first = loop {
+        let p = c.read_interleaved().unwrap();
+        if p.channel == 0 {
+            break p;
+        }
+    };
+    assert_eq!(first.seq(), video_seq, "RTP-Info {info}");
+}

@@ -316,8 +316,8 @@ impl PushManager {
         }
     }
 
-    /// The status snapshot of target `index`.
-    pub fn status(&self, index: usize) -> Option<PushStatus> {
+    /// The full status snapshot of target `index` (latency, per-connection counters).
+    pub fn snapshot(&self, index: usize) -> Option<PushStatus> {
         self.targets
             .borrow()
             .get(index)
@@ -374,17 +374,17 @@ impl crate::web::live::PushView for PushManager {
                 r.stop();
             }
         }
+        // Restarts after start-up size the queue the same way the plan did.
         for &i in restart {
-            let Some(p) = cfg.push.get(i) else { continue };
-            if let Some(r) = t.get_mut(i) {
-                r.stop();
+            if let (Some(slot), Some(p)) = (t.get_mut(i), cfg.push.get(i)) {
+                slot.stop();
+                *slot = self.start(i, p);
             }
-            // Restarts after start-up size the queue the same way the plan did.
-            let r = self.start(i, p);
-            match t.get_mut(i) {
-                Some(slot) => *slot = r,
-                None => t.push(r),
-            }
+        }
+        // New targets (appended by the API) start whether or not `restart` lists them.
+        while t.len() < cfg.push.len() {
+            let i = t.len();
+            t.push(self.start(i, &cfg.push[i]));
         }
     }
 }
@@ -1153,6 +1153,64 @@ mod tests {
         assert!(draws
             .iter()
             .all(|&d| (BACKOFF_FLOOR_MS..=30_000).contains(&d)));
+    }
+
+    /// The manager against a closed port: the first connect fails, the target backs off with
+    /// the reason, and the web's restart/disable path removes its consumer from the hub.
+    #[test]
+    fn manager_backs_off_and_applies_changes() {
+        use crate::config::Config;
+        use crate::media::fanout::StreamHub;
+        use crate::media::ring::MediaRing;
+        use crate::web::live::PushView;
+        // A port nothing listens on: bind, read the port, close.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let text = format!(
+            "[[push]]\nurl = \"rtmp://127.0.0.1:{port}/live/secretkey\"\nbackoff_max_ms = 1000\n"
+        );
+        let mut cfg = Config::parse(&text, "t").unwrap();
+        let hub: SharedHub = Arc::new(Mutex::new(StreamHub::new(
+            "live",
+            MediaRing::new(64 * 1024, 64),
+            4,
+        )));
+        let epoch = Epoch(Instant::now());
+        let m = PushManager::new(vec![("live".into(), hub.clone(), 4000)], epoch);
+        m.start_all(&cfg);
+        assert_eq!(lock(&hub).consumer_count(), 1);
+        let m2 = m.clone();
+        let st = crate::net::block_on(async move {
+            for _ in 0..100 {
+                smol::Timer::after(Duration::from_millis(20)).await;
+                if let Some(s) = PushView::status(&*m2, 0, &PushConfig::default()) {
+                    if s.state == "backing_off" {
+                        return Some(s);
+                    }
+                }
+            }
+            None
+        })
+        .expect("no backing-off state within 2 s");
+        assert_eq!(st.attempt, 1);
+        assert!(st.next_retry_s.is_some());
+        let e = st.last_error.unwrap();
+        assert!(e.contains("connect 127.0.0.1"), "{e}");
+        assert!(!st.url.contains("secretkey"), "{}", st.url);
+        // Disabled through the API: the task stops, the consumer leaves the hub.
+        cfg.push[0].enabled = false;
+        m.apply(&[0], &cfg);
+        assert_eq!(lock(&hub).consumer_count(), 0);
+        assert_eq!(
+            PushView::status(&*m, 0, &cfg.push[0]).unwrap().state,
+            "disabled"
+        );
+        // Removed: nothing left.
+        cfg.push.clear();
+        m.apply(&[], &cfg);
+        assert!(m.snapshot(0).is_none());
     }
 
     #[test]

@@ -438,7 +438,15 @@ impl RtspServer {
                             }
                             Some(SessionEvent::Pause) => {
                                 if let Some(v) = &viewer {
-                                    lock(v).paused = true;
+                                    let mut v = lock(v);
+                                    v.paused = true;
+                                    // The next PLAY's RTP-Info must name the sequence numbers
+                                    // the viewer will really send next.
+                                    for t in Track::ALL {
+                                        if let Some(tr) = v.sender.track(t) {
+                                            conn.set_next_seq(t, tr.rtp.seq);
+                                        }
+                                    }
                                 }
                             }
                             Some(SessionEvent::Teardown) => {
