@@ -578,6 +578,11 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
         self.st.borrow().cfg.clone()
     }
 
+    /// True when push targets are configured.
+    pub fn has_push_targets(&self) -> bool {
+        !self.st.borrow().cfg.push.is_empty()
+    }
+
     /// Records an event and queues it for the webhooks.
     pub fn emit(&self, kind: EventKind) {
         let unix = self.clock.unix_ms();

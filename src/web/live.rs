@@ -435,7 +435,24 @@ pub async fn background(api: Rc<WebApi<Rc<LiveRuntime>, SystemClock>>) {
         return;
     }
     api.observe();
-    while rx.recv().await.is_ok() {
+    loop {
+        // Push targets change state on their own tasks (which run timers anyway); while any
+        // is configured, also look every 2 s. Otherwise only the sampler's changes wake us, so
+        // an idle daemon runs no timer here.
+        if api.has_push_targets() {
+            use smol::future::FutureExt;
+            let woke = async { rx.recv().await.is_ok() }
+                .or(async {
+                    smol::Timer::after(std::time::Duration::from_secs(2)).await;
+                    true
+                })
+                .await;
+            if !woke {
+                return;
+            }
+        } else if rx.recv().await.is_err() {
+            return;
+        }
         api.observe();
     }
 }
