@@ -140,7 +140,10 @@ impl Daemon {
                     d.log()
                 );
             }
-            eprintln!("rillcast exited before listening (attempt {attempt}), retrying:\n{}", d.log());
+            eprintln!(
+                "rillcast exited before listening (attempt {attempt}), retrying:\n{}",
+                d.log()
+            );
         }
         unreachable!("the loop returns or panics")
     }
