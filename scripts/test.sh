@@ -26,7 +26,9 @@ step "cargo clippy" cargo clippy --all-targets --quiet -- -D warnings
 step "cargo build --release" cargo build --release --quiet
 # Tests that start servers use loopback ports of their own; keep two test threads so the
 # end-to-end tests (each bounded in time) don't starve each other on a 2-core machine.
-step "cargo test" bash -c "cargo test --quiet -- --test-threads=2 2>&1 | tee '$log'"
+# --no-fail-fast: every suite runs and reports even when one fails; pipefail keeps cargo's
+# status through tee.
+step "cargo test" bash -c "set -o pipefail; cargo test --quiet --no-fail-fast -- --test-threads=2 2>&1 | tee '$log'"
 if [ $quick = 0 ]; then
     step "fuzz targets" scripts/fuzz.sh
     step "ARM builds, qemu, packages" scripts/ci-arm.sh
