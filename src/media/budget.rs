@@ -94,7 +94,10 @@ impl MemoryPlan {
             // written, at the bitrate ceiling, plus 1/8 for TS overhead (188/184 framing, PES
             // headers, AAC frames padded to whole packets); at least 3 x the largest frame.
             let (hls_bytes, hls_segments) = if cfg.hls.enabled {
-                let segs = 2 * cfg.hls.window as usize + 1;
+                // + 1 more of headroom: a segment that left the playlist must survive a full
+                // playlist duration even when the next segment completes while a client is
+                // between fetching the playlist and fetching the segment.
+                let segs = 2 * cfg.hls.window as usize + 2;
                 let es = segs * cfg.hls.segment_ms as usize * s.max_bitrate_kbps as usize / 8;
                 let arena = (es + es / 8).max(3 * max_au_bytes);
                 (arena + segs * HLS_SEGMENT_ENTRY_BYTES, segs)
@@ -213,9 +216,9 @@ mod tests {
         assert_eq!(p.max_viewers, 200);
         assert!(p.total_bytes <= p.ceiling_bytes);
         assert!(p.summary().starts_with("media memory: "));
-        // HLS: 13 one-second segments at 4000 kbps (6.5 MB) + 1/8 TS overhead + the table.
-        assert_eq!(p.streams[0].hls_segments, 13);
-        assert_eq!(p.streams[0].hls_bytes, 6_500_000 + 812_500 + 13 * 64);
+        // HLS: 14 one-second segments at 4000 kbps (7 MB) + 1/8 TS overhead + the table.
+        assert_eq!(p.streams[0].hls_segments, 14);
+        assert_eq!(p.streams[0].hls_bytes, 7_000_000 + 875_000 + 14 * 64);
         assert_eq!(p.http_connections, 200);
         let off = Config::parse("[hls]\nenabled = false\n", "t").unwrap();
         let q = MemoryPlan::new(&off, None, None).unwrap();
