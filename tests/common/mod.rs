@@ -129,7 +129,13 @@ impl Daemon {
                 if !d.alive() {
                     break;
                 }
-                if TcpStream::connect(("127.0.0.1", rtsp_port)).is_ok() {
+                // Ready = the daemon said so (printed after every port is bound: RTSP TCP,
+                // the UDP pair, HTTP) and it still runs; a bare TCP connect is not enough,
+                // since the RTSP listener is bound before the UDP ports.
+                if d.log().contains("ready: rtsp://")
+                    && TcpStream::connect(("127.0.0.1", rtsp_port)).is_ok()
+                    && d.alive()
+                {
                     return d;
                 }
                 std::thread::sleep(Duration::from_millis(50));
