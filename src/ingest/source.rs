@@ -431,6 +431,30 @@ impl Backoff {
             attempts: 0,
         }
     }
+    /// After a source ended (`Ok`) or failed (`Err`): logs one line with the delay and the
+    /// attempt, and sleeps that long. `started` is when the source was (re)started.
+    pub fn wait_to_restart(
+        &mut self,
+        name: &str,
+        what: &str,
+        started: Instant,
+        result: Result<(), String>,
+    ) {
+        let delay = self.next_delay(started.elapsed());
+        let ms = delay.as_millis();
+        match result {
+            Ok(()) => log::warn!(
+                "[{name}] {what} source ended; restarting in {ms} ms (attempt {})",
+                self.attempts
+            ),
+            Err(e) => log::warn!(
+                "[{name}] {what} source failed: {e}; restarting in {ms} ms (attempt {})",
+                self.attempts
+            ),
+        }
+        std::thread::sleep(delay);
+    }
+
     /// The delay before the next attempt; doubles each time up to the cap.
     pub fn next_delay(&mut self, ran_for: Duration) -> Duration {
         if ran_for > Duration::from_secs(10) {
@@ -552,19 +576,7 @@ fn run_video(cfg: SourceConfig, plan: StreamPlan, hub: SharedHub, epoch: Epoch) 
         }
         pipe.source_restarted();
         lock(&hub).source_restarted();
-        let delay = backoff.next_delay(started.elapsed());
-        match result {
-            Ok(()) => log::warn!(
-                "[{name}] video source ended; restarting in {} ms",
-                delay.as_millis()
-            ),
-            Err(e) => log::warn!(
-                "[{name}] video source failed: {e}; restarting in {} ms (attempt {})",
-                delay.as_millis(),
-                backoff.attempts
-            ),
-        }
-        std::thread::sleep(delay);
+        backoff.wait_to_restart(&name, "video", started, result);
         if stopped() {
             return;
         }
@@ -592,18 +604,7 @@ fn run_mpegts(cfg: SourceConfig, plan: StreamPlan, hub: SharedHub, epoch: Epoch)
         if stopped() {
             return;
         }
-        let delay = backoff.next_delay(started.elapsed());
-        match result {
-            Ok(()) => log::warn!(
-                "[{name}] MPEG-TS source ended; restarting in {} ms",
-                delay.as_millis()
-            ),
-            Err(e) => log::warn!(
-                "[{name}] MPEG-TS source failed: {e}; restarting in {} ms",
-                delay.as_millis()
-            ),
-        }
-        std::thread::sleep(delay);
+        backoff.wait_to_restart(&name, "MPEG-TS", started, result);
         if stopped() {
             return;
         }
@@ -637,18 +638,7 @@ fn run_audio(cfg: SourceConfig, hub: SharedHub, epoch: Epoch) {
         if stopped() {
             return;
         }
-        let delay = backoff.next_delay(started.elapsed());
-        match result {
-            Ok(()) => log::warn!(
-                "[{name}] audio source ended; restarting in {} ms",
-                delay.as_millis()
-            ),
-            Err(e) => log::warn!(
-                "[{name}] audio source failed: {e}; restarting in {} ms",
-                delay.as_millis()
-            ),
-        }
-        std::thread::sleep(delay);
+        backoff.wait_to_restart(&name, "audio", started, result);
         if stopped() {
             return;
         }
