@@ -5,7 +5,6 @@
 //! RTSP-over-TCP, five UDP) read with fixed buffers so the clients themselves allocate nothing
 //! in their loops. After a warm-up, the allocation counter must not move while ≥ 10,000 frames
 //! go from the source to every viewer.
-#![allow(unsafe_code)]
 
 mod common;
 
@@ -13,36 +12,14 @@ use common::{RtspClient, RtspPacketCounter};
 use rillcast::config::Config;
 use rillcast::daemon::{spawn_thread, BoardLimits};
 use rillcast::ingest::testsrc::TestPattern;
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
 use std::net::{TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-struct Counting;
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards to the system allocator unchanged; only counts calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(p, l, n) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: common::alloc::CountingAlloc = common::alloc::CountingAlloc;
 
 const VIEWERS_TCP: usize = 5;
 const VIEWERS_UDP: usize = 5;
@@ -51,10 +28,10 @@ const MEASURED_FRAMES: u64 = 10_000;
 #[test]
 fn no_allocation_per_frame_with_ten_viewers() {
     // The counter works: a Vec is counted.
-    let before = ALLOCS.load(Relaxed);
+    let before = common::alloc::process_total();
     let v: Vec<u8> = Vec::with_capacity(10);
     drop(v);
-    assert!(ALLOCS.load(Relaxed) > before);
+    assert!(common::alloc::process_total() > before);
 
     // Pre-generate 10 GOPs of 320x240 frames; the writer loops over them.
     let mut pattern = TestPattern::new(320, 240, 30, 30).unwrap();
@@ -198,9 +175,9 @@ fn no_allocation_per_frame_with_ten_viewers() {
     wait_frames(1_000, "warm-up");
     std::thread::sleep(Duration::from_millis(1500));
     let f0 = min_frames(&counters);
-    let a0 = ALLOCS.load(Relaxed);
+    let a0 = common::alloc::process_total();
     wait_frames(f0 + MEASURED_FRAMES, "measurement");
-    let a1 = ALLOCS.load(Relaxed);
+    let a1 = common::alloc::process_total();
     let f1 = min_frames(&counters);
     stop.store(true, Relaxed);
     let gaps: u64 = counters[..VIEWERS_TCP]

@@ -3,11 +3,11 @@
 //! with a source restart on the way; after warm-up, 10,000+ frames cost zero heap allocations.
 //! A counting global allocator measures it (the pattern of `tests/proto_alloc.rs`).
 //!
-//! This test crate needs `unsafe` for the `GlobalAlloc` impl (the library keeps
+//! The counting allocator is `tests/common/alloc.rs` (the library keeps
 //! `#![deny(unsafe_code)]`).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
+
 use std::sync::{Arc, Mutex};
 
 use rillcast::ingest::source::video_params;
@@ -17,49 +17,8 @@ use rillcast::media::{AudioParams, Codec, FrameMeta, Track};
 use rillcast::net::hls::{HlsStream, HlsStreamConfig};
 use rillcast::proto::hls::HlsConfig;
 
-struct Counting;
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-// Counted per thread: the frame path under test runs on the calling thread, and libtest's own
-// threads (timers, result channels) must not leak into the count on a loaded machine.
-thread_local! {
-    static COUNTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-fn counting_here() -> bool {
-    COUNTING.try_with(|c| c.get()).unwrap_or(false)
-}
-
-// SAFETY: forwards every call unchanged to the system allocator; only adds a counter.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if counting_here() {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` above with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if counting_here() {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn count_allocs(f: impl FnOnce()) -> usize {
-    ALLOCS.store(0, Ordering::Relaxed);
-    COUNTING.with(|c| c.set(true));
-    f();
-    COUNTING.with(|c| c.set(false));
-    ALLOCS.load(Ordering::Relaxed)
-}
+static GLOBAL: common::alloc::CountingAlloc = common::alloc::CountingAlloc;
 
 const AAC: AudioParams = AudioParams {
     object_type: 2,
@@ -120,7 +79,7 @@ impl Feeder {
 #[test]
 fn hls_consumer_and_segmenter_do_not_allocate_per_frame() {
     assert_eq!(
-        count_allocs(|| drop(std::hint::black_box(vec![1u8; 10]))),
+        common::alloc::count_on_this_thread(|| drop(std::hint::black_box(vec![1u8; 10]))),
         1
     );
     // Sized as the daemon sizes a stream: ring, 13-segment arena (window 6).
@@ -162,7 +121,7 @@ fn hls_consumer_and_segmenter_do_not_allocate_per_frame() {
     f.publish(&mut hub, 1000);
     let before = hls.lock().unwrap().stats().unwrap();
     let frames = 12_000;
-    let n = count_allocs(|| f.publish(&mut hub, frames));
+    let n = common::alloc::count_on_this_thread(|| f.publish(&mut hub, frames));
     let after = hls.lock().unwrap().stats().unwrap();
     assert_eq!(n, 0, "{n} allocations in {frames} frames through hub + HLS");
     // The frames really went through the segmenter: ~1 segment per second of media.
@@ -174,7 +133,7 @@ fn hls_consumer_and_segmenter_do_not_allocate_per_frame() {
     // and the frames after it are again allocation-free.
     hub.source_restarted();
     f.publish(&mut hub, 100);
-    let n = count_allocs(|| f.publish(&mut hub, 2000));
+    let n = common::alloc::count_on_this_thread(|| f.publish(&mut hub, 2000));
     assert_eq!(n, 0, "{n} allocations in 2000 frames after a restart");
     let mut pl = String::with_capacity(4096);
     assert!(hls

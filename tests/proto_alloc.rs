@@ -3,61 +3,18 @@
 //! segmenting, rendering a playlist into a reused `String`, reading segments and demuxing must
 //! allocate nothing.
 //!
-//! This test crate needs `unsafe` for the `GlobalAlloc` impl (the library keeps
+//! The counting allocator is `tests/common/alloc.rs` (the library keeps
 //! `#![deny(unsafe_code)]`).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
 
 use rillcast::media::{AudioParams, Codec, FrameMeta, Track};
 use rillcast::proto::hls::{HlsConfig, HlsSegmenter};
 use rillcast::proto::ts::TsMuxer;
 use rillcast::proto::ts_demux::TsDemuxer;
 
-struct Counting;
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-// Counted per thread: the code under test runs on the calling thread; libtest's own threads
-// must not leak into the count on a loaded machine.
-thread_local! {
-    static COUNTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-fn counting_here() -> bool {
-    COUNTING.try_with(|c| c.get()).unwrap_or(false)
-}
-
-// SAFETY: forwards every call unchanged to the system allocator; only adds a counter.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if counting_here() {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` above with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if counting_here() {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Counts allocations made by `f` (tests in this file run one at a time: see `main` note).
-fn count_allocs(f: impl FnOnce()) -> usize {
-    ALLOCS.store(0, Ordering::Relaxed);
-    COUNTING.with(|c| c.set(true));
-    f();
-    COUNTING.with(|c| c.set(false));
-    ALLOCS.load(Ordering::Relaxed)
-}
+static GLOBAL: common::alloc::CountingAlloc = common::alloc::CountingAlloc;
 
 const AAC: AudioParams = AudioParams {
     object_type: 2,
@@ -81,14 +38,14 @@ fn steady_state_paths_do_not_allocate() {
     let raw_aac = vec![0x21u8; 300];
     // The counter itself works.
     assert_eq!(
-        count_allocs(|| drop(std::hint::black_box(vec![1u8; 10]))),
+        common::alloc::count_on_this_thread(|| drop(std::hint::black_box(vec![1u8; 10]))),
         1
     );
 
     // Plain muxer into a caller buffer.
     let mut m = TsMuxer::new(Some(Codec::H264), Some(AAC)).unwrap();
     let mut buf = vec![0u8; 64 * 188];
-    let n = count_allocs(|| {
+    let n = common::alloc::count_on_this_thread(|| {
         for i in 0..100u64 {
             let v = FrameMeta {
                 track: Track::Video,
@@ -163,7 +120,7 @@ fn steady_state_paths_do_not_allocate() {
         }
     };
     run(&mut h, 200, &mut playlist);
-    let n = count_allocs(|| run(&mut h, 300, &mut playlist));
+    let n = common::alloc::count_on_this_thread(|| run(&mut h, 300, &mut playlist));
     assert_eq!(n, 0, "HlsSegmenter allocated {n} times in 300 frames");
     assert!(h.stats().segments_completed >= 49);
 
@@ -193,7 +150,7 @@ fn steady_state_paths_do_not_allocate() {
     }
     let mut d = TsDemuxer::new(64 * 1024);
     let mut pes = 0;
-    let n = count_allocs(|| {
+    let n = common::alloc::count_on_this_thread(|| {
         for chunk in ts.chunks(1000) {
             d.push(chunk, &mut |_| pes += 1);
         }

@@ -2,48 +2,15 @@
 //! global allocator (per thread, so parallel tests do not disturb the count): after warm-up,
 //! hundreds of video/audio frames, keyframes, acknowledgements and pings allocate nothing.
 
+mod common;
+
 use rillcast::media::{AudioParams, Codec, FrameMeta, Track, VideoParams};
 use rillcast::proto::rtmp::amf0;
 use rillcast::proto::rtmp::chunk::{msg_type, ChunkWriter, MessageHeader};
 use rillcast::proto::rtmp::{RtmpPublisher, RtmpState};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
-thread_local! {
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count() {
-    // `try_with`: the slot may already be gone while a thread shuts down.
-    let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-}
-
-struct CountingAlloc;
-
-// SAFETY: forwards every call unchanged to the system allocator; only counts.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
-
-fn allocs() -> u64 {
-    ALLOCS.with(|c| c.get())
-}
+static GLOBAL: common::alloc::CountingAlloc = common::alloc::CountingAlloc;
 
 fn msg(w: &mut ChunkWriter, csid: u32, type_id: u8, stream_id: u32, payload: &[u8]) -> Vec<u8> {
     let h = MessageHeader {
@@ -174,7 +141,7 @@ fn steady_state_media_allocates_nothing() {
         drain(&mut p);
     }
     let mut next_control = control.iter();
-    let before = allocs();
+    let before = common::alloc::this_thread_total();
     for i in 30..430 {
         send(&mut p, i);
         if i.is_multiple_of(10) {
@@ -184,7 +151,7 @@ fn steady_state_media_allocates_nothing() {
         }
         drain(&mut p);
     }
-    let after = allocs();
+    let after = common::alloc::this_thread_total();
     let st = p.stats();
     assert_eq!(st.video_frames_sent, 430);
     assert_eq!(st.audio_frames_sent, 430);

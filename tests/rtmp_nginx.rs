@@ -6,41 +6,17 @@
 //! Needs `nginx` (with /usr/lib/nginx/modules/ngx_rtmp_module.so), `ffmpeg` and `ffprobe`; fails
 //! with a clear message when one is missing. nginx is killed by a Drop guard in all cases.
 
+mod common;
+
+use common::nginx::{Nginx, NginxOpts};
+use common::{free_port, require_tool, temp_dir};
 use rillcast::media::{AudioParams, Codec, FrameMeta, Track, VideoParams};
 use rillcast::proto::rtmp::{RejectKind, RtmpError, RtmpPublisher, RtmpState, StreamInfo};
 use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-const RTMP_MODULE: &str = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
-
-fn require_tool(name: &str, arg: &str) {
-    let ok = Command::new(name)
-        .arg(arg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok, "`{name}` is required for this test but was not found or does not run (install it: apt-get install {name})");
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("rillcast-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Kills (and reaps) a child process when dropped, whatever the test outcome.
 struct KillOnDrop(Child);
@@ -49,66 +25,6 @@ impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-struct Nginx {
-    _child: KillOnDrop,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Nginx {
-    fn start(dir: &Path) -> Nginx {
-        require_tool("nginx", "-v");
-        assert!(
-            Path::new(RTMP_MODULE).exists(),
-            "{RTMP_MODULE} is missing: install libnginx-mod-rtmp"
-        );
-        let port = free_port();
-        let d = dir.display();
-        // wait_key/wait_video: a subscriber that joins mid-GOP starts at a keyframe instead of
-        // decoding P-frames without references (the errors ffmpeg would rightly report).
-        let conf = format!(
-            "load_module {RTMP_MODULE};\n\
-             daemon off;\nmaster_process off;\nworker_processes 1;\n\
-             error_log {d}/error.log info;\npid {d}/nginx.pid;\n\
-             events {{ worker_connections 64; }}\n\
-             rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;\n\
-               application live {{ live on; wait_key on; wait_video on; }} }} }}\n"
-        );
-        let conf_path = dir.join("nginx.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let child = Command::new("nginx")
-            .arg("-p")
-            .arg(dir)
-            .arg("-e")
-            .arg(dir.join("error.log"))
-            .arg("-c")
-            .arg(&conf_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn nginx");
-        let nginx = Nginx {
-            _child: KillOnDrop(child),
-            port,
-            dir: dir.to_path_buf(),
-        };
-        let t0 = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(5),
-                "nginx did not listen on {port}; error.log:\n{}",
-                nginx.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        nginx
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
     }
 }
 
@@ -225,7 +141,7 @@ struct Media {
 }
 
 fn make_media(dir: &Path, seconds: u32) -> Media {
-    require_tool("ffmpeg", "-version");
+    require_tool("ffmpeg");
     let v = dir.join("ffmpeg_testsrc2.h264");
     let a = dir.join("ffmpeg_sine.aac");
     let t = seconds.to_string();
@@ -412,9 +328,9 @@ fn framecrc_spans(text: &str) -> Vec<(usize, f64, f64)> {
 
 #[test]
 fn publish_to_nginx_rtmp_and_read_back() {
-    require_tool("ffprobe", "-version");
+    require_tool("ffprobe");
     let dir = temp_dir("rtmp-nginx");
-    let nginx = Nginx::start(&dir);
+    let nginx = Nginx::start(&dir, free_port(), NginxOpts::default());
     let media = make_media(&dir, 12);
     assert!(
         media.video.len() >= 295 && media.video[0].keyframe,
@@ -583,7 +499,7 @@ fn publish_to_nginx_rtmp_and_read_back() {
 #[test]
 fn wrong_app_is_an_error_state_not_a_hang() {
     let dir = temp_dir("rtmp-nginx-badapp");
-    let nginx = Nginx::start(&dir);
+    let nginx = Nginx::start(&dir, free_port(), NginxOpts::default());
     let mut d = Driver::connect(nginx.port, "nosuchapp", "k");
     let st = d.wait_settled(Duration::from_secs(5));
     eprintln!("wrong app → {st:?}");

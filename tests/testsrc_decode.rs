@@ -4,64 +4,15 @@
 //!
 //! Needs `ffmpeg` and `ffprobe` on PATH; fails with a clear message if they are missing.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
 use rillcast::ingest::testsrc::{TestPattern, TestTone};
 
-/// Counts allocations made by the current thread while counting is switched on.
-struct CountingAlloc;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn note_alloc() {
-    // try_with: thread-local storage may be gone while a thread is being torn down.
-    let _ = COUNTING.try_with(|on| {
-        if on.get() {
-            let _ = ALLOCS.try_with(|n| n.set(n.get() + 1));
-        }
-    });
-}
-
-// SAFETY: forwards every call unchanged to the system allocator; the bookkeeping touches only
-// const-initialised thread-locals, which never allocate.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_alloc();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_alloc();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_alloc();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
-
-fn allocations_during(f: impl FnOnce()) -> u64 {
-    ALLOCS.with(|n| n.set(0));
-    COUNTING.with(|on| on.set(true));
-    f();
-    COUNTING.with(|on| on.set(false));
-    ALLOCS.with(|n| n.get())
-}
+static GLOBAL: common::alloc::CountingAlloc = common::alloc::CountingAlloc;
 
 fn scratch_path(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("rillcast-testsrc-{}", std::process::id()));
@@ -409,14 +360,14 @@ fn aac_48000_mono_decodes_with_ffmpeg() {
 #[test]
 fn next_frame_does_not_allocate() {
     // The counter works: a Vec allocation is seen.
-    assert!(allocations_during(|| drop(std::hint::black_box(vec![1u8; 10]))) >= 1);
+    assert!(common::alloc::count_on_this_thread(|| drop(std::hint::black_box(vec![1u8; 10]))) >= 1);
 
     let mut pattern = TestPattern::new(1280, 720, 30, 30).expect("valid test pattern");
     let mut tone = TestTone::new(48_000, 2).expect("valid test tone");
     let mut vbuf = vec![0u8; pattern.max_frame_len()];
     let mut abuf = vec![0u8; tone.max_frame_len()];
     let mut bytes = 0usize;
-    let allocs = allocations_during(|| {
+    let allocs = common::alloc::count_on_this_thread(|| {
         for _ in 0..300 {
             bytes += pattern.next_frame(&mut vbuf).expect("fits").0;
             bytes += tone.next_frame(&mut abuf).expect("fits");

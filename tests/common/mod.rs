@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod alloc;
+pub mod nginx;
+
 /// Panics with an install hint when an external tool is missing: tests never skip silently.
 pub fn require_tool(tool: &str) {
     let ok = Command::new("sh")
