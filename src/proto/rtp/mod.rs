@@ -402,8 +402,6 @@ fn next_nal_packet<F: NalFormat>(
 }
 
 #[cfg(test)]
-mod ffmpeg_loopback_tests;
-#[cfg(test)]
 pub(crate) mod test_support;
 
 #[cfg(test)]

@@ -13,19 +13,18 @@
 //!
 //! Requires `ffmpeg` on PATH; fails (does not skip) when it is missing.
 
-use super::rtcp::{write_bye, write_sender_report};
-use super::*;
-use crate::media::{AudioParams, Codec, VideoParams};
-use crate::proto::sdp::{write_describe, SdpSession};
+mod common;
+
+use rillcast::media::{AudioParams, Codec, VideoParams};
+use rillcast::proto::rtp::rtcp::{write_bye, write_sender_report};
+use rillcast::proto::rtp::*;
+use rillcast::proto::sdp::{write_describe, SdpSession};
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn fixture(name: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
+    let p = common::fixture(name);
     std::fs::read(&p).unwrap_or_else(|e| panic!("fixture {}: {e}", p.display()))
 }
 
@@ -129,17 +128,6 @@ fn adts_aus(data: &[u8]) -> (Vec<&[u8]>, AudioParams) {
 /// Whole-packet bound for the audio track: 12 + 4 + 100 bytes of AU per packet.
 const AUDIO_MAX_PACKET_LEN: usize = 116;
 
-fn free_port_pair() -> u16 {
-    for _ in 0..100 {
-        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let p = a.local_addr().unwrap().port();
-        if p < u16::MAX && UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() {
-            return p;
-        }
-    }
-    panic!("no free UDP port pair on 127.0.0.1");
-}
-
 /// The receive-queue length of the UDP socket bound to `port` on loopback, from
 /// /proc/net/udp (`None` while nothing is bound). Reading /proc never races the client for the
 /// port the way a probe bind would.
@@ -171,7 +159,7 @@ fn run_loopback(
     let adts = fixture("ffmpeg_sine_44100_stereo_aac.adts");
     let (aus, aparams) = adts_aus(&adts);
 
-    let (vport, aport) = (free_port_pair(), free_port_pair());
+    let (vport, aport) = (common::free_port(), common::free_port());
     let session = SdpSession {
         stream_name: "loopback",
         server_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -342,6 +330,14 @@ fn run_loopback(
     (frames, aus.iter().map(|a| a.to_vec()).collect(), outputs)
 }
 
+/// The NAL unit whose 4-byte big-endian length prefix starts at `pos` (the ring's frame format),
+/// and the offset past it; written here independently of the packetizer under test.
+fn length_prefixed_nal(frame: &[u8], pos: usize) -> Option<(&[u8], usize)> {
+    let prefix: [u8; 4] = frame.get(pos..pos + 4)?.try_into().ok()?;
+    let end = pos + 4 + u32::from_be_bytes(prefix) as usize;
+    Some((frame.get(pos + 4..end)?, end))
+}
+
 fn check(codec: Codec, fixture_name: &str) {
     // 300-byte packets force FU fragmentation of slices and STAP-A/AP for parameter sets.
     let (frames, aus, out) = run_loopback(codec, fixture_name, 300);
@@ -350,7 +346,7 @@ fn check(codec: Codec, fixture_name: &str) {
         .flat_map(|f| {
             let mut v = Vec::new();
             let mut pos = 0;
-            while let Ok((nal, next)) = nal_at(f, pos, 1) {
+            while let Some((nal, next)) = length_prefixed_nal(f, pos) {
                 v.push(nal);
                 pos = next;
             }
