@@ -35,31 +35,6 @@ struct VideoFrame {
     keyframe: bool,
 }
 
-/// Splits Annex B into NAL units (without start codes).
-fn annexb_nals(data: &[u8]) -> Vec<&[u8]> {
-    let mut starts = Vec::new();
-    let mut i = 0;
-    while i + 3 <= data.len() {
-        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
-            starts.push(i + 3);
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    let mut nals = Vec::new();
-    for (k, &s) in starts.iter().enumerate() {
-        let mut end = starts.get(k + 1).map(|&n| n - 3).unwrap_or(data.len());
-        while end > s && data[end - 1] == 0 {
-            end -= 1; // trailing zero of a 4-byte start code
-        }
-        if end > s {
-            nals.push(&data[s..end]);
-        }
-    }
-    nals
-}
-
 /// Groups NAL units into access units (H.264 7.4.1.2.3: a new AU begins with an AUD, SPS, PPS
 /// or SEI after a slice, or a slice with first_mb_in_slice == 0 after a slice).
 fn split_h264(data: &[u8]) -> (Vec<VideoFrame>, Vec<u8>, Vec<u8>) {
@@ -70,7 +45,7 @@ fn split_h264(data: &[u8]) -> (Vec<VideoFrame>, Vec<u8>, Vec<u8>) {
         keyframe: false,
     };
     let mut cur_has_slice = false;
-    for nal in annexb_nals(data) {
+    for nal in common::media::annexb_nals(data) {
         let t = nal[0] & 0x1F;
         let is_slice = t == 1 || t == 5;
         let first_mb_zero = is_slice && nal.get(1).is_some_and(|b| b & 0x80 != 0);

@@ -28,30 +28,6 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&p).unwrap_or_else(|e| panic!("fixture {}: {e}", p.display()))
 }
 
-/// NAL units of an Annex B stream (3- or 4-byte start codes), without start codes.
-fn annexb_nals(data: &[u8]) -> Vec<&[u8]> {
-    let mut starts = Vec::new();
-    let mut i = 0;
-    while i + 3 <= data.len() {
-        if data[i..i + 3] == [0, 0, 1] {
-            starts.push(i + 3);
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    let mut nals = Vec::new();
-    for (k, &s) in starts.iter().enumerate() {
-        let mut e = starts.get(k + 1).map_or(data.len(), |&n| n - 3);
-        // A 4-byte start code leaves a zero byte at the end of the previous NAL.
-        while k + 1 < starts.len() && e > s && data[e - 1] == 0 {
-            e -= 1;
-        }
-        nals.push(&data[s..e]);
-    }
-    nals
-}
-
 fn is_vcl(codec: Codec, nal: &[u8]) -> bool {
     match codec {
         Codec::H264 => matches!(nal[0] & 0x1f, 1..=5),
@@ -73,7 +49,7 @@ fn video_frames(codec: Codec, es: &[u8]) -> (Vec<Vec<u8>>, VideoParams) {
     };
     let mut frames = Vec::new();
     let mut cur = Vec::new();
-    for nal in annexb_nals(es) {
+    for nal in common::media::annexb_nals(es) {
         let slot = match (codec, nal[0]) {
             (Codec::H264, h) if h & 0x1f == 7 => Some(&mut params.sps),
             (Codec::H264, h) if h & 0x1f == 8 => Some(&mut params.pps),
@@ -353,7 +329,7 @@ fn check(codec: Codec, fixture_name: &str) {
             v
         })
         .collect();
-    let got = annexb_nals(&out.video);
+    let got = common::media::annexb_nals(&out.video);
     assert_eq!(got.len(), sent.len(), "NAL count through ffmpeg");
     assert!(got == sent, "NAL bytes differ after ffmpeg round trip");
     let (got_aus, got_params) = adts_aus(&out.audio);

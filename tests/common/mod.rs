@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod alloc;
+pub mod media;
 pub mod nginx;
 
 /// Panics with an install hint when an external tool is missing: tests never skip silently.
