@@ -37,10 +37,10 @@
 //! Paths are passed raw (percent-decoding is the router's job), but a path that could climb
 //! out of a directory in any encoding never reaches a handler: it gets 404.
 
+use crate::proto::rtsp::throttle::peer_key;
 use smol::future::FutureExt;
 use smol::io::AsyncReadExt;
 use smol::Async;
-use crate::proto::rtsp::throttle::peer_key;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io::{self, Write};

@@ -129,7 +129,8 @@ impl RtspServer {
         max_viewers: u32,
     ) -> io::Result<Rc<Self>> {
         let (udp_rtp, udp_rtcp) = bind_udp_pair(&cfg.bind, cfg.udp_port)?;
-        let (cfg_auth_max_failures, cfg_auth_lockout_s) = (cfg.auth_max_failures, cfg.auth_lockout_s);
+        let (cfg_auth_max_failures, cfg_auth_lockout_s) =
+            (cfg.auth_max_failures, cfg.auth_lockout_s);
         Ok(Rc::new(RtspServer {
             cfg,
             streams,
@@ -842,7 +843,12 @@ impl PendingSlot {
     /// refuses new connections.
     fn retake(&mut self) {
         if !std::mem::replace(&mut self.held, true) {
-            *self.server.pending.borrow_mut().entry(self.key).or_insert(0) += 1;
+            *self
+                .server
+                .pending
+                .borrow_mut()
+                .entry(self.key)
+                .or_insert(0) += 1;
         }
     }
 }
@@ -1251,4 +1257,56 @@ fn seed_from_os() -> u64 {
             .as_nanos(),
     );
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// Datagrams queued at the RTCP port before the reader runs are read in turns of at most
+    /// [`UDP_READ_BUDGET`], with other tasks running in between (a flood cannot hold the
+    /// control-plane thread), and every one from a non-viewer is counted.
+    #[test]
+    fn a_udp_flood_is_read_in_bounded_turns() {
+        let cfg = RtspConfig {
+            bind: "127.0.0.1".into(),
+            udp_port: 0,
+            ..RtspConfig::default()
+        };
+        let server = RtspServer::new(cfg, Vec::new(), Epoch(Instant::now()), 4).unwrap();
+        let (_, rtcp_port) = server.udp_ports();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // Small enough for the default receive buffer to hold them all.
+        const QUEUED: u64 = 200;
+        let mut rr = [0u8; 32];
+        rr[..4].copy_from_slice(&[0x81, 201, 0, 7]);
+        let steps = crate::net::block_on(async {
+            crate::net::spawn(server.clone().rtcp_receiver()).detach();
+            // Let the reader start waiting.
+            for _ in 0..4 {
+                smol::future::yield_now().await;
+            }
+            for _ in 0..QUEUED {
+                tx.send_to(&rr, ("127.0.0.1", rtcp_port)).unwrap();
+            }
+            // Observe the counter between turns of the reader.
+            let mut seen = vec![0u64];
+            let t0 = Instant::now();
+            while *seen.last().unwrap() < QUEUED && t0.elapsed() < Duration::from_secs(5) {
+                smol::future::yield_now().await;
+                let n = server.stats().udp_ignored;
+                if n != *seen.last().unwrap() {
+                    seen.push(n);
+                }
+            }
+            seen
+        });
+        assert_eq!(*steps.last().unwrap(), QUEUED, "all counted: {steps:?}");
+        let biggest = steps.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+        assert!(
+            biggest <= UDP_READ_BUDGET as u64,
+            "one turn read {biggest} datagrams: {steps:?}"
+        );
+    }
 }
