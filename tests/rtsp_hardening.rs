@@ -380,7 +380,7 @@ fn udp_flood_and_connect_storm_leave_the_control_plane_answering() {
                 let mut sent = 0u64;
                 while t0.elapsed() < Duration::from_secs(flood_secs) {
                     for _ in 0..256 {
-                        let port = if (sent + i) % 2 == 0 {
+                        let port = if (sent + i).is_multiple_of(2) {
                             rtp_port
                         } else {
                             rtcp_port
@@ -411,9 +411,9 @@ fn udp_flood_and_connect_storm_leave_the_control_plane_answering() {
                     std::thread::sleep(Duration::from_millis(1));
                     continue;
                 }
-                let port = if n % 2 == 0 { rtsp } else { http };
+                let port = if n.is_multiple_of(2) { rtsp } else { http };
                 if let Ok(s) = connect_from([127, 0, 0, 5], port) {
-                    if n % 10 == 0 && held.len() < 400 {
+                    if n.is_multiple_of(10) && held.len() < 400 {
                         held.push(s);
                     }
                 }

@@ -593,8 +593,8 @@ impl HttpServer {
         let mut accepted = 0usize;
         loop {
             // A connect storm keeps accept() ready: let the other tasks run now and then.
-            accepted += 1;
-            if accepted % ACCEPT_BUDGET == 0 {
+            accepted = accepted.wrapping_add(1);
+            if accepted.is_multiple_of(ACCEPT_BUDGET) {
                 smol::future::yield_now().await;
             }
             let (stream, peer) = match listener.accept().await {

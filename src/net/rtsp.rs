@@ -243,7 +243,7 @@ impl RtspServer {
                 .map(|a| a.to_string())
                 .unwrap_or_default(),
             udp_rtp_port,
-            udp_rtp_port + 1,
+            udp_rtp_port.saturating_add(1),
             self.streams
                 .iter()
                 .map(|s| s.name.as_str())
@@ -258,8 +258,8 @@ impl RtspServer {
         let mut accepted = 0usize;
         loop {
             // A connect storm keeps accept() ready: let the other tasks run now and then.
-            accepted += 1;
-            if accepted % ACCEPT_BUDGET == 0 {
+            accepted = accepted.wrapping_add(1);
+            if accepted.is_multiple_of(ACCEPT_BUDGET) {
                 smol::future::yield_now().await;
             }
             let (stream, peer) = match listener.accept().await {
@@ -927,14 +927,15 @@ impl StreamCatalog for Catalog<'_> {
         // keyframe the viewer starts with.
         let key_us = match ring.get(start) {
             Lookup::Frame(f) if f.meta.track == Track::Video => {
-                Some(f.meta.pts * 1_000_000 / VIDEO_CLOCK_HZ as u64)
+                Some(f.meta.pts.saturating_mul(1_000_000) / VIDEO_CLOCK_HZ as u64)
             }
             _ => None,
         };
-        let audio_hz = hub.audio.map_or(48_000, |a| a.sample_rate) as u64;
+        let audio_hz = hub.audio.map_or(48_000, |a| a.sample_rate).max(1) as u64;
+        let audio_end_us = |pts: u64| pts.saturating_add(1024).saturating_mul(1_000_000) / audio_hz;
         (start..ring.head()).find_map(|q| match ring.get(q) {
             Lookup::Frame(f) if f.meta.track == track => match (track, key_us) {
-                (Track::Audio, Some(k)) if (f.meta.pts + 1024) * 1_000_000 / audio_hz <= k => None,
+                (Track::Audio, Some(k)) if audio_end_us(f.meta.pts) <= k => None,
                 _ => Some(f.meta.pts),
             },
             _ => None,
@@ -1224,8 +1225,14 @@ impl Future for Signal<'_> {
 
 fn bind_udp_pair(bind: &str, port: u16) -> io::Result<(Async<UdpSocket>, Async<UdpSocket>)> {
     if port != 0 {
+        let rtcp_port = port.checked_add(1).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no UDP port after 65535 for RTCP",
+            )
+        })?;
         let rtp = UdpSocket::bind((bind, port))?;
-        let rtcp = UdpSocket::bind((bind, port + 1))?;
+        let rtcp = UdpSocket::bind((bind, rtcp_port))?;
         return Ok((Async::new(rtp)?, Async::new(rtcp)?));
     }
     // Any free even/odd pair.

@@ -142,8 +142,11 @@ struct Target<'a> {
 /// None for `*` or anything not an rtsp URL / absolute path.
 fn parse_target(uri: &str) -> Option<Target<'_>> {
     let no_query = uri.split('?').next().unwrap_or(uri);
-    let path_start = if no_query.len() >= 7 && no_query[..7].eq_ignore_ascii_case("rtsp://") {
-        let after = &no_query[7..];
+    // `get`, not indexing: a Request built by hand (not by the parser, which admits only
+    // ASCII) could split a UTF-8 character at byte 7 or 8.
+    let scheme = no_query.get(..7);
+    let path_start = if scheme.is_some_and(|p| p.eq_ignore_ascii_case("rtsp://")) {
+        let after = no_query.get(7..).unwrap_or("");
         7 + after.find('/').unwrap_or(after.len())
     } else if no_query.starts_with('/') {
         0
@@ -153,14 +156,18 @@ fn parse_target(uri: &str) -> Option<Target<'_>> {
     let mut base = no_query.trim_end_matches('/');
     let mut track_id = None;
     if let Some(slash) = base.rfind('/').filter(|&i| i >= path_start) {
-        let last = &base[slash + 1..];
-        if last.len() > 8 && last[..8].eq_ignore_ascii_case("trackID=") {
-            let n = &last[8..];
+        let last = base.get(slash + 1..).unwrap_or("");
+        if last.len() > 8
+            && last
+                .get(..8)
+                .is_some_and(|p| p.eq_ignore_ascii_case("trackID="))
+        {
+            let n = last.get(8..).unwrap_or("");
             if n.len() > 3 || !n.bytes().all(|b| b.is_ascii_digit()) {
                 return None;
             }
             track_id = Some(n.parse().ok()?);
-            base = base[..slash].trim_end_matches('/');
+            base = base.get(..slash).unwrap_or("").trim_end_matches('/');
         }
     }
     let stream = base.get(path_start..).unwrap_or("").trim_matches('/');
