@@ -221,14 +221,13 @@ fn slow_and_hoarding_clients_are_cut_by_deadlines_and_per_address_caps() {
     let d = Daemon::start_full(
         "caps",
         "request_timeout_ms = 1500\nmax_pending_per_address = 3\n",
-        &format!("max_connections_per_address = 3\n{TESTSRC_SMALL}"),
+        &format!("max_connections_per_address = 3\nrequest_timeout_ms = 1500\n{TESTSRC_SMALL}"),
         &[],
         Duration::from_secs(20),
     );
     d.wait_live("live", Duration::from_secs(10));
     // Trickled request and blank-line chatter, from their own addresses.
-    let trickle = |from: [u8; 4], chunk: &'static [u8]| {
-        let port = d.rtsp_port;
+    let trickle = |from: [u8; 4], port: u16, chunk: &'static [u8]| {
         std::thread::spawn(move || {
             let mut s = connect_from(from, port).unwrap();
             let t0 = Instant::now();
@@ -242,8 +241,9 @@ fn slow_and_hoarding_clients_are_cut_by_deadlines_and_per_address_caps() {
             t0.elapsed()
         })
     };
-    let slow = trickle([127, 0, 0, 21], b"O");
-    let blank = trickle([127, 0, 0, 22], b"\r\n");
+    let slow = trickle([127, 0, 0, 21], d.rtsp_port, b"O");
+    let blank = trickle([127, 0, 0, 22], d.rtsp_port, b"\r\n");
+    let http_slow = trickle([127, 0, 0, 25], d.http_port, b"G");
     // Hoarding: 3 idle RTSP connections from one address; the 4th is closed at once.
     let hoarder = [127, 0, 0, 23];
     let mut held: Vec<TcpStream> = (0..3)
@@ -267,7 +267,11 @@ fn slow_and_hoarding_clients_are_cut_by_deadlines_and_per_address_caps() {
     std::thread::sleep(Duration::from_millis(200));
     let mut after = RtspClient::connect_from(hoarder, d.rtsp_port).unwrap();
     assert_eq!(after.request("OPTIONS", "*", &[]).unwrap().0, 200);
-    for (name, t) in [("trickled request", slow), ("blank lines", blank)] {
+    for (name, t) in [
+        ("trickled RTSP request", slow),
+        ("RTSP blank lines", blank),
+        ("trickled HTTP request", http_slow),
+    ] {
         let took = t.join().unwrap();
         assert!(
             took >= Duration::from_millis(1200) && took < Duration::from_secs(5),
