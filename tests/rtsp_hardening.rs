@@ -264,6 +264,9 @@ fn slow_and_hoarding_clients_are_cut_by_deadlines_and_per_address_caps() {
     let mut viewer = RtspClient::connect_from(hoarder, d.rtsp_port).unwrap();
     viewer.play_tcp(&d.url("live")).unwrap();
     viewer.read_interleaved().unwrap();
+    // A stray blank line from a playing viewer starts no request clock.
+    viewer.stream.write_all(b"\r\n").unwrap();
+    let stray_at = Instant::now();
     std::thread::sleep(Duration::from_millis(200));
     let mut after = RtspClient::connect_from(hoarder, d.rtsp_port).unwrap();
     assert_eq!(after.request("OPTIONS", "*", &[]).unwrap().0, 200);
@@ -294,6 +297,13 @@ fn slow_and_hoarding_clients_are_cut_by_deadlines_and_per_address_caps() {
     assert_eq!(st, 200, "another address is served: {body}");
     drop(http_hoard);
     drop(held);
+    std::thread::sleep(Duration::from_millis(2500).saturating_sub(stray_at.elapsed()));
+    viewer.session = None;
+    let (st, _, _) = viewer
+        .request("OPTIONS", "*", &[])
+        .expect("the playing viewer outlives request_timeout_ms after a stray CRLF");
+    assert_eq!(st, 200);
+    viewer.read_interleaved().unwrap();
     let log = d.log();
     assert!(log.contains("not-playing connections open from that address"));
 }

@@ -631,9 +631,20 @@ impl RtspServer {
                             self.pump(v, now_ms);
                         }
                     }
-                    // Bytes of a message that is not complete yet (including blank lines):
-                    // its clock started with the first of them.
-                    if rlen > 0 {
+                    // Blank lines between messages carry nothing: drop them, so chatter
+                    // cannot fill the buffer. Before playing they still start the request
+                    // clock (chatter must not hold a slot); a playing viewer's stray CRLF
+                    // must not cut it.
+                    let blank = rlen > 0
+                        && rbuf
+                            .get(..rlen)
+                            .is_some_and(|b| b.iter().all(|&c| c == b'\r' || c == b'\n'));
+                    if blank {
+                        rlen = 0;
+                    }
+                    // Bytes of a message that is not complete yet: its clock started with
+                    // the first of them, and only a complete message stops it.
+                    if rlen > 0 || (blank && viewer.is_none()) {
                         head_deadline.get_or_insert(Instant::now() + request_timeout);
                     }
                 }
