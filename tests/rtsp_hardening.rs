@@ -49,6 +49,18 @@ fn http_get(port: u16, path: &str, headers: &str) -> std::io::Result<(u16, Strin
     Ok((status, body, t0.elapsed()))
 }
 
+/// CPU time (user + system) the process has used, in clock ticks (USER_HZ, 100 on Linux).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    f.get(11).unwrap_or(&0) + f.get(12).unwrap_or(&0)
+}
+
 fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;
     loop {
@@ -439,6 +451,7 @@ fn udp_flood_and_connect_storm_leave_the_control_plane_answering() {
     };
 
     // Canaries 3 and 4: a playlist every 200 ms and an RTSP OPTIONS every second.
+    let cpu0 = cpu_ticks(d.pid());
     let t0 = Instant::now();
     let mut polls = 0;
     let mut worst_poll = Duration::ZERO;
@@ -466,6 +479,7 @@ fn udp_flood_and_connect_storm_leave_the_control_plane_answering() {
         std::thread::sleep(Duration::from_millis(200).saturating_sub(took));
     }
     let sent: u64 = floods.into_iter().map(|f| f.join().unwrap()).sum();
+    let cpu_pct = (cpu_ticks(d.pid()) - cpu0) as f64 / t0.elapsed().as_secs_f64();
     let connects = storm.join().unwrap();
     stop.store(true, Relaxed);
     canary_thread.join().unwrap();
@@ -481,7 +495,7 @@ fn udp_flood_and_connect_storm_leave_the_control_plane_answering() {
         "flood: {sent} datagrams in {flood_secs} s ({} /s); storm: {connects} connects; \
          {polls} playlist polls, worst {worst_poll:?}; worst OPTIONS {worst_options:?}; \
          canary {} video packets, longest silence {max_gap} ms; {} watchdog pings, \
-         longest gap {wd_gap:?}",
+         longest gap {wd_gap:?}; daemon CPU {cpu_pct:.0} % of a core",
         sent / flood_secs,
         seqs.len(),
         watchdog.len()
