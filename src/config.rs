@@ -811,6 +811,19 @@ shell = "arecord -f S16_LE | faac -o - -"
                 "[streams.x.audio]\nkind = \"stdin\"\n",
                 "streams.x.audio.format",
             ),
+            (
+                "[rtsp]\nrequest_timeout_ms = 10\n",
+                "rtsp.request_timeout_ms",
+            ),
+            (
+                "[rtsp]\nmax_pending_per_address = 0\n",
+                "rtsp.max_pending_per_address",
+            ),
+            ("[rtsp]\nauth_lockout_s = 0\n", "rtsp.auth_lockout_s"),
+            (
+                "[http]\nmax_connections_per_address = 0\n",
+                "http.max_connections_per_address",
+            ),
         ] {
             let e = Config::parse(t, "x").unwrap_err();
             assert!(e.message.starts_with(key), "{t:?} -> {e}");
