@@ -191,7 +191,19 @@ fn guessing_is_locked_out_per_address_and_unlocks_after_the_window() {
     // Locked: refused without checking, even with the right password, on a new connection too.
     assert_eq!(describe(&mut a, &cat, 200, Some(RIGHT)), 403);
     let mut a2 = conn("192.0.2.1:4001");
-    assert_eq!(describe(&mut a2, &cat, 300, Some(RIGHT)), 403);
+    let (resp, ev) = send(
+        &mut a2,
+        &cat,
+        300,
+        &format!(
+            "DESCRIBE rtsp://h/live RTSP/1.0\r\nCSeq: 9\r\nAuthorization: Basic {RIGHT}\r\n\r\n"
+        ),
+    );
+    assert_eq!(
+        resp,
+        "RTSP/1.0 403 Forbidden\r\nCSeq: 9\r\nServer: rillcast\r\n\r\n"
+    );
+    assert_eq!(ev, None);
     assert_eq!(cat.failures.get(), 3);
     // Another address is not affected.
     let mut b = conn("192.0.2.2:4000");
