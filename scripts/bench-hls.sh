@@ -115,6 +115,8 @@ udp_port = 0
 port = $HPORT
 bind = "127.0.0.1"
 max_connections = 1100
+# Every load client comes from 127.0.0.1.
+max_connections_per_address = 1100
 [media]
 memory_mib = 64
 [hls]

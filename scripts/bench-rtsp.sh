@@ -100,6 +100,8 @@ port = $port
 bind = "127.0.0.1"
 udp_port = 0
 max_viewers = $((MAXN + 16))
+# Every load viewer comes from 127.0.0.1 and many set up at once.
+max_pending_per_address = $((MAXN + 16))
 [http]
 port = $(free_port)
 bind = "127.0.0.1"

@@ -68,7 +68,7 @@ export CARGO_TARGET_DIR="${RILLCAST_TARGET_DIR:-target}"
 cargo build --release --quiet
 HPORT=$(free_port); RPORT=$(free_port)
 CFG="$WORK/rillcast.toml"
-printf '[rtsp]\nport = %s\nbind = "127.0.0.1"\nudp_port = 0\n[http]\nport = %s\nbind = "127.0.0.1"\n[streams.live.source]\nkind = "testsrc"\nwidth = 320\nheight = 240\n' "$RPORT" "$HPORT" >"$CFG"
+printf '[rtsp]\nport = %s\nbind = "127.0.0.1"\nudp_port = 0\n[http]\nport = %s\nbind = "127.0.0.1"\nmax_connections_per_address = %s\n[streams.live.source]\nkind = "testsrc"\nwidth = 320\nheight = 240\n' "$RPORT" "$HPORT" "$((N + 8))" >"$CFG"
 "$CARGO_TARGET_DIR/release/rillcast" --config "$CFG" 2>"$WORK/rillcast.log" &
 RPID=$!
 for _ in $(seq 100); do

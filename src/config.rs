@@ -119,6 +119,16 @@ pub struct RtspConfig {
     pub max_viewers: u32,
     /// RTP packet size in bytes (header included); keep under the path MTU.
     pub max_packet_bytes: u16,
+    /// A request must be complete within this time of its first byte; bytes trickling in or
+    /// blank lines do not extend it (slowloris).
+    pub request_timeout_ms: u32,
+    /// Connections from one client address (IPv6: one /64) that are not playing yet; more
+    /// are closed at once. A playing viewer frees its slot.
+    pub max_pending_per_address: u32,
+    /// Wrong credentials from one address within `auth_lockout_s` that lock it out for
+    /// `auth_lockout_s` (answered 403). 0 = no lockout.
+    pub auth_max_failures: u32,
+    pub auth_lockout_s: u32,
 }
 
 impl Default for RtspConfig {
@@ -131,6 +141,10 @@ impl Default for RtspConfig {
             stall_timeout_ms: 10_000,
             max_viewers: 0,
             max_packet_bytes: 1400,
+            request_timeout_ms: 10_000,
+            max_pending_per_address: 8,
+            auth_max_failures: 5,
+            auth_lockout_s: 60,
         }
     }
 }
@@ -159,6 +173,8 @@ pub struct HttpConfig {
     pub keepalive_timeout_ms: u32,
     /// A client that accepts no response bytes for this long is disconnected.
     pub send_timeout_ms: u32,
+    /// Open connections from one client address (IPv6: one /64); more are answered 503.
+    pub max_connections_per_address: u32,
 }
 
 impl Default for HttpConfig {
@@ -173,6 +189,7 @@ impl Default for HttpConfig {
             request_timeout_ms: 10_000,
             keepalive_timeout_ms: 15_000,
             send_timeout_ms: 10_000,
+            max_connections_per_address: 32,
         }
     }
 }
@@ -435,6 +452,18 @@ impl Config {
         }
         if !(576..=9000).contains(&self.rtsp.max_packet_bytes) {
             return err("rtsp.max_packet_bytes", "must be 576..=9000");
+        }
+        if !(1000..=600_000).contains(&self.rtsp.request_timeout_ms) {
+            return err("rtsp.request_timeout_ms", "must be 1000..=600000");
+        }
+        if self.rtsp.max_pending_per_address == 0 {
+            return err("rtsp.max_pending_per_address", "must be at least 1");
+        }
+        if !(1..=86_400).contains(&self.rtsp.auth_lockout_s) {
+            return err("rtsp.auth_lockout_s", "must be 1..=86400");
+        }
+        if self.http.max_connections_per_address == 0 {
+            return err("http.max_connections_per_address", "must be at least 1");
         }
         if let Some(h) = &self.http.password_hash {
             if !h.starts_with("scrypt$") || h.len() > 256 {
@@ -781,6 +810,19 @@ shell = "arecord -f S16_LE | faac -o - -"
             (
                 "[streams.x.audio]\nkind = \"stdin\"\n",
                 "streams.x.audio.format",
+            ),
+            (
+                "[rtsp]\nrequest_timeout_ms = 10\n",
+                "rtsp.request_timeout_ms",
+            ),
+            (
+                "[rtsp]\nmax_pending_per_address = 0\n",
+                "rtsp.max_pending_per_address",
+            ),
+            ("[rtsp]\nauth_lockout_s = 0\n", "rtsp.auth_lockout_s"),
+            (
+                "[http]\nmax_connections_per_address = 0\n",
+                "http.max_connections_per_address",
             ),
         ] {
             let e = Config::parse(t, "x").unwrap_err();

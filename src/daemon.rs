@@ -134,6 +134,7 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
             request_timeout_ms: cfg.http.request_timeout_ms.into(),
             keepalive_timeout_ms: cfg.http.keepalive_timeout_ms.into(),
             send_timeout_ms: cfg.http.send_timeout_ms.into(),
+            max_connections_per_address: cfg.http.max_connections_per_address as usize,
         },
         http_handlers,
     );

@@ -193,7 +193,15 @@ fn gstreamer_plays_over_udp_and_tcp() {
 /// 50 viewers, half TCP half UDP, for 10 s: every one gets every RTP packet.
 #[test]
 fn fifty_viewers_get_every_packet() {
-    let d = Daemon::start("fifty", TESTSRC_SMALL);
+    // All fifty come from 127.0.0.1 and set up at once: more than the default share of
+    // not-playing connections one address may hold.
+    let d = Daemon::start_full(
+        "fifty",
+        "max_pending_per_address = 64",
+        TESTSRC_SMALL,
+        &[],
+        Duration::from_secs(20),
+    );
     d.wait_live("live", Duration::from_secs(10));
     let url = d.url("live");
     let port = d.rtsp_port;

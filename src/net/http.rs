@@ -4,7 +4,7 @@
 //! Owns: the listener, one task per connection, the request-head parser (sans-IO,
 //! [`parse_head`]), every limit a hostile client could push on (request line, header count,
 //! head size, body size, time to send a head, idle keep-alive time, time a client may refuse to
-//! read, number of connections) and the response framing (Content-Length, keep-alive, HEAD,
+//! read, number of connections, connections per client address) and the response framing (Content-Length, keep-alive, HEAD,
 //! single-range requests). Must not: know any route, touch the filesystem, or hold a borrow of
 //! a handler's state across an await.
 //!
@@ -37,12 +37,14 @@
 //! Paths are passed raw (percent-decoding is the router's job), but a path that could climb
 //! out of a directory in any encoding never reaches a handler: it gets 404.
 
+use crate::proto::rtsp::throttle::peer_key;
 use smol::future::FutureExt;
 use smol::io::AsyncReadExt;
 use smol::Async;
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::io::{self, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -60,6 +62,8 @@ pub const SEND_CHUNK_BYTES: usize = 16 * 1024;
 pub const CONNECTION_BUFFER_BYTES: usize = MAX_HEAD_BYTES + 1024;
 /// Refused connections (over the cap) being answered 503 at once; beyond it they are dropped.
 const MAX_REFUSING: usize = 64;
+/// Connections accepted per executor turn before yielding to other tasks (connect storms).
+const ACCEPT_BUDGET: usize = 32;
 
 /// One request as a handler sees it. Borrowed from the connection's buffer.
 #[derive(Debug)]
@@ -517,6 +521,9 @@ pub struct HttpLimits {
     pub keepalive_timeout_ms: u64,
     /// A client that accepts no response bytes for this long is disconnected.
     pub send_timeout_ms: u64,
+    /// Open connections from one client address (IPv6: one /64, see
+    /// [`crate::proto::rtsp::throttle::peer_key`]); more are answered 503 and closed.
+    pub max_connections_per_address: usize,
 }
 
 /// Server-wide counters.
@@ -528,6 +535,9 @@ pub struct HttpStats {
     pub bad_requests: u64,
     pub timeouts: u64,
     pub open_now: u64,
+    /// Refused because their address had `max_connections_per_address` open (also counted
+    /// in `connections_refused`).
+    pub refused_per_address: u64,
 }
 
 /// The server: the handlers, the limits, one shared send buffer.
@@ -537,6 +547,8 @@ pub struct HttpServer {
     scratch: RefCell<Box<[u8]>>,
     stats: Cell<HttpStats>,
     refusing: Cell<usize>,
+    /// Open connections per client address.
+    per_address: RefCell<HashMap<IpAddr, usize>>,
 }
 
 enum ConnEnd {
@@ -553,6 +565,7 @@ impl HttpServer {
             scratch: RefCell::new(vec![0u8; SEND_CHUNK_BYTES].into_boxed_slice()),
             stats: Cell::new(HttpStats::default()),
             refusing: Cell::new(0),
+            per_address: RefCell::new(HashMap::new()),
         })
     }
 
@@ -577,7 +590,13 @@ impl HttpServer {
                 .unwrap_or_default(),
             self.limits.max_connections
         );
+        let mut accepted = 0usize;
         loop {
+            // A connect storm keeps accept() ready: let the other tasks run now and then.
+            accepted = accepted.wrapping_add(1);
+            if accepted.is_multiple_of(ACCEPT_BUDGET) {
+                smol::future::yield_now().await;
+            }
             let (stream, peer) = match listener.accept().await {
                 Ok(x) => x,
                 Err(e) => {
@@ -588,8 +607,15 @@ impl HttpServer {
                 }
             };
             let _ = stream.get_ref().set_nodelay(true);
-            if self.stats.get().open_now as usize >= self.limits.max_connections {
-                self.bump(|s| s.connections_refused += 1);
+            let key = peer_key(peer.ip());
+            let from_peer = self.per_address.borrow().get(&key).copied().unwrap_or(0);
+            let per_address_full = from_peer >= self.limits.max_connections_per_address;
+            if per_address_full || self.stats.get().open_now as usize >= self.limits.max_connections
+            {
+                self.bump(|s| {
+                    s.connections_refused += 1;
+                    s.refused_per_address += u64::from(per_address_full);
+                });
                 self.refuse(stream);
                 continue;
             }
@@ -597,10 +623,18 @@ impl HttpServer {
                 s.connections += 1;
                 s.open_now += 1;
             });
+            *self.per_address.borrow_mut().entry(key).or_insert(0) += 1;
             let server = self.clone();
             crate::net::spawn(async move {
                 server.connection(stream, peer).await;
                 server.bump(|s| s.open_now -= 1);
+                let mut per_address = server.per_address.borrow_mut();
+                if let Some(n) = per_address.get_mut(&key) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        per_address.remove(&key);
+                    }
+                }
             })
             .detach();
         }

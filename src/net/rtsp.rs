@@ -14,6 +14,15 @@
 //!
 //! Housekeeping runs once a second on a thread of its own: UDP sessions without keep-alive and
 //! TCP viewers stalled past `stall_timeout_ms` are closed there, each with one log line.
+//!
+//! Hostile clients, all on the control-plane executor, which must keep serving HLS, the page
+//! and the systemd watchdog: the UDP reader takes at most [`UDP_READ_BUDGET`] datagrams per
+//! socket per turn and then yields, drops datagrams from addresses that are no viewer's
+//! (counted, never logged per packet); the accept loop yields every [`ACCEPT_BUDGET`]
+//! connections; each client address may hold `max_pending_per_address` connections that do
+//! not play; a request must be complete `request_timeout_ms` after its first byte, and a
+//! connection that does not play must complete one every `session_timeout_s`; wrong
+//! credentials are throttled per address ([`AuthThrottle`]).
 
 use crate::config::{AuthConfig, RtspConfig};
 use crate::ingest::source::Epoch;
@@ -27,6 +36,7 @@ use crate::proto::rtp::{RtpPacketizer, RtpTrackState, AUDIO_PAYLOAD_TYPE, VIDEO_
 use crate::proto::rtsp::auth::Credentials;
 use crate::proto::rtsp::request::{self, Parsed};
 use crate::proto::rtsp::session::{RtspConn, SessionEvent, StreamCatalog, TrackTransport};
+use crate::proto::rtsp::throttle::{peer_key, AuthThrottle};
 use crate::proto::sdp::{write_describe, SdpSession};
 use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -35,15 +45,23 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Kernel send buffer of an RTSP TCP connection.
 const VIEWER_SNDBUF_BYTES: usize = 256 * 1024;
+/// Datagrams read from each UDP socket per executor turn before yielding to other tasks.
+pub const UDP_READ_BUDGET: usize = 64;
+/// Connections accepted per executor turn before yielding to other tasks.
+pub const ACCEPT_BUDGET: usize = 32;
+/// Refusals and ignored datagrams are logged at most this often (one summary line).
+const NOISE_LOG_INTERVAL_MS: u64 = 10_000;
+const NOISE_REFUSED: usize = 0;
+const NOISE_UDP: usize = 1;
 
 /// One stream as the RTSP server sees it.
 pub struct RtspStream {
@@ -63,6 +81,16 @@ pub struct RtspStats {
     pub viewers_now: u32,
     pub viewers_total: u64,
     pub timeouts: u64,
+    /// Requests with wrong credentials.
+    pub auth_failures: u64,
+    /// Requests refused (403) because their address was locked out after failures.
+    pub auth_throttled: u64,
+    /// Connections closed because their address had `max_pending_per_address` open.
+    pub refused_per_address: u64,
+    /// Datagrams at the server's UDP ports from addresses that are no viewer's, or malformed.
+    pub udp_ignored: u64,
+    /// Connections closed for not completing a request in time.
+    pub request_timeouts: u64,
 }
 
 /// See [`RtspServer::set_viewer_hook`].
@@ -80,10 +108,16 @@ pub struct RtspServer {
     timeouts: Arc<std::sync::atomic::AtomicU64>,
     /// Told (stream, viewer id, joined) when a viewer starts or stops (the web layer's events).
     viewer_hook: RefCell<Option<ViewerHook>>,
-    /// UDP viewers by the address their RTCP comes from, for keep-alive.
+    /// UDP viewers by the addresses their RTP and RTCP come from, for keep-alive; datagrams
+    /// from any other address are dropped.
     rtcp_peers: RefCell<HashMap<SocketAddr, Weak<Mutex<RtspViewer>>>>,
     stats: Cell<RtspStats>,
     seed: Cell<u64>,
+    throttle: RefCell<AuthThrottle>,
+    /// Open connections that do not play, per client address ([`peer_key`]).
+    pending: RefCell<HashMap<IpAddr, u32>>,
+    /// (when, counter total) of the last noise line per kind ([`RtspServer::log_noise`]).
+    noise_logged: [Cell<(u64, u64)>; 2],
 }
 
 impl RtspServer {
@@ -95,6 +129,8 @@ impl RtspServer {
         max_viewers: u32,
     ) -> io::Result<Rc<Self>> {
         let (udp_rtp, udp_rtcp) = bind_udp_pair(&cfg.bind, cfg.udp_port)?;
+        let (cfg_auth_max_failures, cfg_auth_lockout_s) =
+            (cfg.auth_max_failures, cfg.auth_lockout_s);
         Ok(Rc::new(RtspServer {
             cfg,
             streams,
@@ -108,6 +144,12 @@ impl RtspServer {
             rtcp_peers: RefCell::new(HashMap::with_capacity(max_viewers as usize)),
             stats: Cell::new(RtspStats::default()),
             seed: Cell::new(seed_from_os()),
+            throttle: RefCell::new(AuthThrottle::new(
+                cfg_auth_max_failures,
+                u64::from(cfg_auth_lockout_s) * 1000,
+            )),
+            pending: RefCell::new(HashMap::new()),
+            noise_logged: [Cell::new((0, 0)), Cell::new((0, 0))],
         }))
     }
 
@@ -201,7 +243,7 @@ impl RtspServer {
                 .map(|a| a.to_string())
                 .unwrap_or_default(),
             udp_rtp_port,
-            udp_rtp_port + 1,
+            udp_rtp_port.saturating_add(1),
             self.streams
                 .iter()
                 .map(|s| s.name.as_str())
@@ -211,8 +253,15 @@ impl RtspServer {
         self.start_housekeeping();
         crate::net::spawn(self.clone().rtcp_receiver()).detach();
         let max_conns = self.max_viewers as u64 + 16;
+        let max_pending = self.cfg.max_pending_per_address.max(1);
         let open = Rc::new(Cell::new(0u64));
+        let mut accepted = 0usize;
         loop {
+            // A connect storm keeps accept() ready: let the other tasks run now and then.
+            accepted = accepted.wrapping_add(1);
+            if accepted.is_multiple_of(ACCEPT_BUDGET) {
+                smol::future::yield_now().await;
+            }
             let (stream, peer) = match listener.accept().await {
                 Ok(x) => x,
                 Err(e) => {
@@ -222,24 +271,53 @@ impl RtspServer {
                     continue;
                 }
             };
-            if open.get() >= max_conns {
+            let key = peer_key(peer.ip());
+            let pending = self.pending.borrow().get(&key).copied().unwrap_or(0);
+            let why = if open.get() >= max_conns {
+                Some("connections open")
+            } else if pending >= max_pending {
+                self.bump(|s| s.refused_per_address += 1);
+                Some("not-playing connections open from that address")
+            } else {
+                None
+            };
+            if let Some(why) = why {
                 self.bump(|s| s.connections_refused += 1);
-                log::warn!(
-                    "RTSP connection from {peer} refused: {} connections open",
-                    open.get()
-                );
+                let total = self.stats.get().connections_refused;
+                self.log_noise(NOISE_REFUSED, total, |n| {
+                    format!(
+                        "RTSP: refused {n} connection(s) in the last {} s, the last from {peer}: \
+                         too many {why}",
+                        NOISE_LOG_INTERVAL_MS / 1000
+                    )
+                });
                 drop(stream);
                 continue;
             }
             self.bump(|s| s.connections += 1);
             open.set(open.get() + 1);
+            let slot = PendingSlot::take(self.clone(), key);
             let server = self.clone();
             let open = open.clone();
             crate::net::spawn(async move {
-                server.connection(stream, peer).await;
+                server.connection(stream, peer, slot).await;
                 open.set(open.get() - 1);
             })
             .detach();
+        }
+    }
+
+    /// Logs one line per [`NOISE_LOG_INTERVAL_MS`] at most for `kind`, with the number of
+    /// events (`total` is the counter's running total) since the last line.
+    fn log_noise(&self, kind: usize, total: u64, line: impl FnOnce(u64) -> String) {
+        let Some(cell) = self.noise_logged.get(kind) else {
+            return;
+        };
+        let (last_ms, last_total) = cell.get();
+        let now_ms = self.epoch.now_ms();
+        if last_ms == 0 || now_ms.saturating_sub(last_ms) >= NOISE_LOG_INTERVAL_MS {
+            log::warn!("{}", line(total.saturating_sub(last_total)));
+            cell.set((now_ms, total));
         }
     }
 
@@ -286,34 +364,69 @@ impl RtspServer {
     }
 
     /// Reads RTCP from UDP viewers (receiver reports keep a session alive) and discards what
-    /// arrives on the RTP port (NAT-opening packets from clients).
+    /// arrives on the RTP port (NAT-opening packets from clients). Shares the control-plane
+    /// thread, so a flood must not starve it: each turn reads at most [`UDP_READ_BUDGET`]
+    /// datagrams per socket, and a turn that hit the budget sleeps a millisecond (the kernel
+    /// drops the excess for free). Datagrams from addresses that are no viewer's are counted
+    /// and dropped before any parsing.
     async fn rtcp_receiver(self: Rc<Self>) {
         let (Some(rtcp), Some(rtp)) = (&self.udp_rtcp, &self.udp_rtp) else {
             return;
         };
         let mut buf = [0u8; 1500];
-        let mut discard = [0u8; 1500];
         loop {
-            let got = async { (true, rtcp.recv_from(&mut buf).await) }
-                .or(async { (false, rtp.recv_from(&mut discard).await) })
-                .await;
-            let (true, Ok((n, from))) = got else { continue };
-            if parse_compound(&buf[..n]).any(|p| p.is_err()) {
-                log::debug!("malformed RTCP from {from} ignored");
-                continue;
+            // Sleeps in the reactor until either socket has a datagram.
+            let _ = rtcp.readable().or(rtp.readable()).await;
+            let mut full = false;
+            for (sock, is_rtcp) in [(rtcp, true), (rtp, false)] {
+                let mut n_read = 0;
+                while n_read < UDP_READ_BUDGET {
+                    match sock.get_ref().recv_from(&mut buf) {
+                        Ok((n, from)) => {
+                            n_read += 1;
+                            self.on_datagram(buf.get(..n).unwrap_or(&[]), from, is_rtcp);
+                        }
+                        // WouldBlock: drained. Any other error (e.g. a queued ICMP error) is
+                        // retried next turn, after the yield below.
+                        Err(_) => break,
+                    }
+                }
+                full |= n_read == UDP_READ_BUDGET;
             }
-            if let Some(v) = self
-                .rtcp_peers
-                .borrow()
-                .get(&from)
-                .and_then(|w| w.upgrade())
-            {
-                lock(&v).last_seen_ms = self.epoch.now_ms();
+            if full {
+                smol::Timer::after(Duration::from_millis(1)).await;
+            } else {
+                smol::future::yield_now().await;
             }
         }
     }
 
-    async fn connection(self: Rc<Self>, stream: Async<TcpStream>, peer: SocketAddr) {
+    /// One datagram at the server's RTP (`is_rtcp` false) or RTCP port.
+    fn on_datagram(&self, data: &[u8], from: SocketAddr, is_rtcp: bool) {
+        let viewer = self.rtcp_peers.borrow().get(&from).and_then(Weak::upgrade);
+        let valid = viewer.is_some() && (!is_rtcp || parse_compound(data).all(|p| p.is_ok()));
+        match viewer {
+            Some(v) if valid => lock(&v).last_seen_ms = self.epoch.now_ms(),
+            _ => {
+                self.bump(|s| s.udp_ignored += 1);
+                let total = self.stats.get().udp_ignored;
+                self.log_noise(NOISE_UDP, total, |n| {
+                    format!(
+                        "RTSP: ignored {n} UDP datagram(s) in the last {} s that came from no \
+                         viewer or were malformed, the last from {from}",
+                        NOISE_LOG_INTERVAL_MS / 1000
+                    )
+                });
+            }
+        }
+    }
+
+    async fn connection(
+        self: Rc<Self>,
+        stream: Async<TcpStream>,
+        peer: SocketAddr,
+        mut slot: PendingSlot,
+    ) {
         let _ = stream.get_ref().set_nodelay(true);
         // Bound the kernel's share of a viewer too: on loopback or a LAN, auto-tuning grows a
         // send buffer to megabytes, which hides a stalled viewer for many seconds and costs
@@ -334,9 +447,22 @@ impl RtspServer {
         let mut rlen = 0usize;
         let mut resp: Vec<u8> = Vec::with_capacity(1024);
         let mut viewer: Option<Arc<Mutex<RtspViewer>>> = None;
+        let session_timeout = Duration::from_secs(self.cfg.session_timeout_s.into());
+        let request_timeout = Duration::from_millis(self.cfg.request_timeout_ms.into());
+        // Slowloris guards, neither reset by bytes that do not complete a request: a
+        // connection that does not play must complete a request within the session timeout
+        // of the previous one (or of connecting), and any request must be complete within
+        // the request timeout of its first byte. A playing session is governed by
+        // housekeeping instead.
+        let mut idle_deadline = Instant::now() + session_timeout;
+        let mut head_deadline: Option<Instant> = None;
         log::debug!("RTSP connection from {peer}");
         let why = 'conn: loop {
-            let playing = viewer.is_some();
+            let deadline = match (viewer.is_some(), head_deadline) {
+                (true, h) => h,
+                (false, None) => Some(idle_deadline),
+                (false, Some(h)) => Some(h.min(idle_deadline)),
+            };
             let read = async { Ev::Read((&*stream).read(&mut rbuf[rlen..]).await) };
             let signal = async {
                 match &viewer {
@@ -351,19 +477,25 @@ impl RtspServer {
                     None => std::future::pending().await,
                 }
             };
-            // Until a session plays, a client must complete a request within the session
-            // timeout (slowloris guard); a playing session is governed by housekeeping.
-            let idle = async {
-                if playing {
-                    std::future::pending::<()>().await;
+            let timer = async {
+                match deadline {
+                    Some(d) => {
+                        smol::Timer::at(d).await;
+                        Ev::Idle
+                    }
+                    None => std::future::pending().await,
                 }
-                smol::Timer::after(Duration::from_secs(self.cfg.session_timeout_s as u64)).await;
-                Ev::Idle
             };
-            let ev = read.or(signal).or(idle).await;
+            let ev = read.or(signal).or(timer).await;
             let now_ms = self.epoch.now_ms();
             match ev {
-                Ev::Idle => break 'conn "idle before playing".to_string(),
+                Ev::Idle => {
+                    self.bump(|s| s.request_timeouts += 1);
+                    if head_deadline.is_some_and(|h| Instant::now() >= h) {
+                        break 'conn "request not complete within request_timeout_ms".to_string();
+                    }
+                    break 'conn "no request within session_timeout_s before playing".to_string();
+                }
                 Ev::Closed => break 'conn "closed by the server".to_string(),
                 Ev::Writable => {
                     if let Some(v) = &viewer {
@@ -408,18 +540,56 @@ impl RtspServer {
                                 break 'conn format!("malformed request ({e:?})");
                             }
                         };
-                        rbuf.copy_within(consumed..rlen, 0);
-                        rlen -= consumed;
-                        let Some(ev) = outcome else { continue };
+                        // consumed <= rlen: parse only reports bytes it was given.
+                        rbuf.copy_within(consumed.min(rlen)..rlen, 0);
+                        rlen -= consumed.min(rlen);
+                        head_deadline = None;
+                        let Some(mut ev) = outcome else { continue };
+                        idle_deadline = Instant::now() + session_timeout;
                         // Play: create the viewer before answering, so RTP-Info and the first
                         // packet come from the same ring state; it sends nothing until the
-                        // response is out.
+                        // response is out. If it cannot start, the answer says so.
                         if let Some(SessionEvent::Play) = ev {
                             if viewer.is_none() {
                                 match self.start_viewer(&conn, stream.clone(), peer, now_ms) {
-                                    Ok(v) => viewer = Some(v),
-                                    Err(e) => log::warn!("RTSP {peer}: cannot play: {e}"),
+                                    Ok(v) => {
+                                        viewer = Some(v);
+                                        slot.release();
+                                    }
+                                    Err(e) => {
+                                        let status = if e == AT_CAPACITY { 453 } else { 503 };
+                                        log::warn!(
+                                            "RTSP {peer}: cannot play: {e} (answered {status})"
+                                        );
+                                        conn.play_failed(status, &mut resp);
+                                        ev = None;
+                                    }
                                 }
+                            }
+                        }
+                        // TEARDOWN of an interleaved session: stop the viewer first (no packet
+                        // after this point), then write what it had queued (whole packets, the
+                        // earlier replies) and the reply, so the client gets its 200.
+                        if let (Some(SessionEvent::Teardown), Some(v)) = (ev, viewer.as_ref()) {
+                            if lock(v).is_tcp() {
+                                let v = v.clone();
+                                viewer = None;
+                                self.stop_viewer(&v, "TEARDOWN");
+                                slot.retake();
+                                let queued = lock(&v).take_queued();
+                                let stall = Duration::from_millis(self.cfg.stall_timeout_ms.into());
+                                let write = async {
+                                    (&*stream).write_all(&queued).await?;
+                                    (&*stream).write_all(&resp).await
+                                };
+                                let timed_out = async {
+                                    smol::Timer::after(stall).await;
+                                    Err(io::ErrorKind::TimedOut.into())
+                                };
+                                if let Err(e) = write.or(timed_out).await {
+                                    break 'conn format!("write error after TEARDOWN: {e}");
+                                }
+                                continue;
                             }
                         }
                         match &viewer {
@@ -452,6 +622,7 @@ impl RtspServer {
                             Some(SessionEvent::Teardown) => {
                                 if let Some(v) = viewer.take() {
                                     self.stop_viewer(&v, "TEARDOWN");
+                                    slot.retake();
                                 }
                             }
                             _ => {}
@@ -459,6 +630,22 @@ impl RtspServer {
                         if let Some(v) = &viewer {
                             self.pump(v, now_ms);
                         }
+                    }
+                    // Blank lines between messages carry nothing: drop them, so chatter
+                    // cannot fill the buffer. Before playing they still start the request
+                    // clock (chatter must not hold a slot); a playing viewer's stray CRLF
+                    // must not cut it.
+                    let blank = rlen > 0
+                        && rbuf
+                            .get(..rlen)
+                            .is_some_and(|b| b.iter().all(|&c| c == b'\r' || c == b'\n'));
+                    if blank {
+                        rlen = 0;
+                    }
+                    // Bytes of a message that is not complete yet: its clock started with
+                    // the first of them, and only a complete message stops it.
+                    if rlen > 0 || (blank && viewer.is_none()) {
+                        head_deadline.get_or_insert(Instant::now() + request_timeout);
                     }
                 }
             }
@@ -566,11 +753,12 @@ impl RtspServer {
         }));
         let as_consumer: Arc<Mutex<dyn Consumer>> = v.clone();
         if !hub.add_consumer(as_consumer) {
-            return Err("stream at viewer capacity".into());
+            return Err(AT_CAPACITY.into());
         }
         if let Out::Udp { dst, .. } = &lock(&v).out {
             let mut peers = self.rtcp_peers.borrow_mut();
-            for (_, rtcp) in dst.iter().flatten() {
+            for (rtp, rtcp) in dst.iter().flatten() {
+                peers.insert(*rtp, Arc::downgrade(&v));
                 peers.insert(*rtcp, Arc::downgrade(&v));
             }
         }
@@ -602,7 +790,8 @@ impl RtspServer {
         }
         if let Out::Udp { dst, .. } = &lock(v).out {
             let mut peers = self.rtcp_peers.borrow_mut();
-            for (_, rtcp) in dst.iter().flatten() {
+            for (rtp, rtcp) in dst.iter().flatten() {
+                peers.remove(rtp);
                 peers.remove(rtcp);
             }
         }
@@ -624,6 +813,60 @@ impl RtspServer {
         let rtp = self.udp_rtp.as_ref()?.get_ref().try_clone().ok()?;
         let rtcp = self.udp_rtcp.as_ref()?.get_ref().try_clone().ok()?;
         Some((Arc::new(rtp), Arc::new(rtcp)))
+    }
+}
+
+/// The error [`RtspServer::start_viewer`] gives when the hub has no consumer slot (→ 453).
+const AT_CAPACITY: &str = "stream at viewer capacity";
+
+/// One connection's place in its address's count of connections that do not play
+/// (`max_pending_per_address`); released while the connection plays, and on drop.
+struct PendingSlot {
+    server: Rc<RtspServer>,
+    key: IpAddr,
+    held: bool,
+}
+
+impl PendingSlot {
+    fn take(server: Rc<RtspServer>, key: IpAddr) -> Self {
+        *server.pending.borrow_mut().entry(key).or_insert(0) += 1;
+        PendingSlot {
+            server,
+            key,
+            held: true,
+        }
+    }
+
+    fn release(&mut self) {
+        if !std::mem::replace(&mut self.held, false) {
+            return;
+        }
+        let mut pending = self.server.pending.borrow_mut();
+        if let Some(n) = pending.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                pending.remove(&self.key);
+            }
+        }
+    }
+
+    /// Counts the connection again (it stopped playing); it may exceed the cap, which only
+    /// refuses new connections.
+    fn retake(&mut self) {
+        if !std::mem::replace(&mut self.held, true) {
+            *self
+                .server
+                .pending
+                .borrow_mut()
+                .entry(self.key)
+                .or_insert(0) += 1;
+        }
+    }
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -695,14 +938,15 @@ impl StreamCatalog for Catalog<'_> {
         // keyframe the viewer starts with.
         let key_us = match ring.get(start) {
             Lookup::Frame(f) if f.meta.track == Track::Video => {
-                Some(f.meta.pts * 1_000_000 / VIDEO_CLOCK_HZ as u64)
+                Some(f.meta.pts.saturating_mul(1_000_000) / VIDEO_CLOCK_HZ as u64)
             }
             _ => None,
         };
-        let audio_hz = hub.audio.map_or(48_000, |a| a.sample_rate) as u64;
+        let audio_hz = hub.audio.map_or(48_000, |a| a.sample_rate).max(1) as u64;
+        let audio_end_us = |pts: u64| pts.saturating_add(1024).saturating_mul(1_000_000) / audio_hz;
         (start..ring.head()).find_map(|q| match ring.get(q) {
             Lookup::Frame(f) if f.meta.track == track => match (track, key_us) {
-                (Track::Audio, Some(k)) if (f.meta.pts + 1024) * 1_000_000 / audio_hz <= k => None,
+                (Track::Audio, Some(k)) if audio_end_us(f.meta.pts) <= k => None,
                 _ => Some(f.meta.pts),
             },
             _ => None,
@@ -711,6 +955,38 @@ impl StreamCatalog for Catalog<'_> {
 
     fn viewer_slot_available(&self, _stream: &str) -> bool {
         self.server.stats().viewers_now < self.server.max_viewers
+    }
+
+    fn auth_locked(&self, peer: IpAddr, now_ms: u64) -> bool {
+        let locked = self
+            .server
+            .throttle
+            .borrow()
+            .locked_for_ms(peer, now_ms)
+            .is_some();
+        if locked {
+            self.server.bump(|s| s.auth_throttled += 1);
+        }
+        locked
+    }
+
+    fn auth_attempt(&self, peer: IpAddr, ok: bool, now_ms: u64) {
+        let mut throttle = self.server.throttle.borrow_mut();
+        if ok {
+            throttle.record_success(peer);
+            return;
+        }
+        self.server.bump(|s| s.auth_failures += 1);
+        if throttle.record_failure(peer, now_ms) {
+            log::warn!(
+                "RTSP: {} locked out of authentication for {} s after {} wrong credentials",
+                peer_key(peer),
+                self.server.cfg.auth_lockout_s,
+                self.server.cfg.auth_max_failures
+            );
+        } else {
+            log::debug!("RTSP {peer}: wrong credentials");
+        }
     }
 }
 
@@ -755,6 +1031,22 @@ impl RtspViewer {
         self.closed = true;
         if let Some(w) = self.waker.take() {
             w.wake();
+        }
+    }
+
+    /// Takes the bytes queued for an interleaved connection (the tail of a packet first, so
+    /// the stream stays framed); call after the viewer was stopped, to write them out.
+    fn take_queued(&mut self) -> Vec<u8> {
+        match &mut self.out {
+            Out::Tcp {
+                buf, start, end, ..
+            } => {
+                let queued = buf.get(*start..*end).unwrap_or(&[]).to_vec();
+                *start = 0;
+                *end = 0;
+                queued
+            }
+            Out::Udp { .. } => Vec::new(),
         }
     }
 
@@ -944,8 +1236,14 @@ impl Future for Signal<'_> {
 
 fn bind_udp_pair(bind: &str, port: u16) -> io::Result<(Async<UdpSocket>, Async<UdpSocket>)> {
     if port != 0 {
+        let rtcp_port = port.checked_add(1).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no UDP port after 65535 for RTCP",
+            )
+        })?;
         let rtp = UdpSocket::bind((bind, port))?;
-        let rtcp = UdpSocket::bind((bind, port + 1))?;
+        let rtcp = UdpSocket::bind((bind, rtcp_port))?;
         return Ok((Async::new(rtp)?, Async::new(rtcp)?));
     }
     // Any free even/odd pair.
@@ -977,4 +1275,56 @@ fn seed_from_os() -> u64 {
             .as_nanos(),
     );
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// Datagrams queued at the RTCP port before the reader runs are read in turns of at most
+    /// [`UDP_READ_BUDGET`], with other tasks running in between (a flood cannot hold the
+    /// control-plane thread), and every one from a non-viewer is counted.
+    #[test]
+    fn a_udp_flood_is_read_in_bounded_turns() {
+        let cfg = RtspConfig {
+            bind: "127.0.0.1".into(),
+            udp_port: 0,
+            ..RtspConfig::default()
+        };
+        let server = RtspServer::new(cfg, Vec::new(), Epoch(Instant::now()), 4).unwrap();
+        let (_, rtcp_port) = server.udp_ports();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // Small enough for the default receive buffer to hold them all.
+        const QUEUED: u64 = 200;
+        let mut rr = [0u8; 32];
+        rr[..4].copy_from_slice(&[0x81, 201, 0, 7]);
+        let steps = crate::net::block_on(async {
+            crate::net::spawn(server.clone().rtcp_receiver()).detach();
+            // Let the reader start waiting.
+            for _ in 0..4 {
+                smol::future::yield_now().await;
+            }
+            for _ in 0..QUEUED {
+                tx.send_to(&rr, ("127.0.0.1", rtcp_port)).unwrap();
+            }
+            // Observe the counter between turns of the reader.
+            let mut seen = vec![0u64];
+            let t0 = Instant::now();
+            while *seen.last().unwrap() < QUEUED && t0.elapsed() < Duration::from_secs(5) {
+                smol::future::yield_now().await;
+                let n = server.stats().udp_ignored;
+                if n != *seen.last().unwrap() {
+                    seen.push(n);
+                }
+            }
+            seen
+        });
+        assert_eq!(*steps.last().unwrap(), QUEUED, "all counted: {steps:?}");
+        let biggest = steps.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+        assert!(
+            biggest <= UDP_READ_BUDGET as u64,
+            "one turn read {biggest} datagrams: {steps:?}"
+        );
+    }
 }

@@ -342,6 +342,11 @@ impl Runtime for LiveRuntime {
             rtsp_connections_refused: r.connections_refused,
             rtsp_bad_requests: r.bad_requests,
             rtsp_timeouts: r.timeouts,
+            rtsp_auth_failures: r.auth_failures,
+            rtsp_auth_throttled: r.auth_throttled,
+            rtsp_refused_per_address: r.refused_per_address,
+            rtsp_request_timeouts: r.request_timeouts,
+            rtsp_udp_ignored: r.udp_ignored,
             ..Default::default()
         }
     }

@@ -18,6 +18,11 @@ pub struct ServerCounters {
     pub rtsp_connections_refused: u64,
     pub rtsp_bad_requests: u64,
     pub rtsp_timeouts: u64,
+    pub rtsp_auth_failures: u64,
+    pub rtsp_auth_throttled: u64,
+    pub rtsp_refused_per_address: u64,
+    pub rtsp_request_timeouts: u64,
+    pub rtsp_udp_ignored: u64,
     pub webhooks: WebhookStats,
     pub events: u64,
 }
@@ -214,7 +219,7 @@ pub fn render(out: &mut String, st: &Status, c: &ServerCounters) {
             let _ = writeln!(out, "\"}} {}", get(p));
         }
     }
-    let server: [(&str, &str, u64); 8] = [
+    let server: [(&str, &str, u64); 13] = [
         (
             "rillcast_rtsp_connections_total",
             "RTSP connections accepted.",
@@ -234,6 +239,31 @@ pub fn render(out: &mut String, st: &Status, c: &ServerCounters) {
             "rillcast_rtsp_timeouts_total",
             "RTSP viewers dropped by timeout or stall.",
             c.rtsp_timeouts,
+        ),
+        (
+            "rillcast_rtsp_auth_failures_total",
+            "RTSP requests with wrong credentials.",
+            c.rtsp_auth_failures,
+        ),
+        (
+            "rillcast_rtsp_auth_throttled_total",
+            "RTSP requests refused (403) while their address was locked out after failures.",
+            c.rtsp_auth_throttled,
+        ),
+        (
+            "rillcast_rtsp_connections_refused_per_address_total",
+            "RTSP connections refused because their address held too many that do not play.",
+            c.rtsp_refused_per_address,
+        ),
+        (
+            "rillcast_rtsp_request_timeouts_total",
+            "RTSP connections closed for not completing a request in time.",
+            c.rtsp_request_timeouts,
+        ),
+        (
+            "rillcast_rtsp_udp_ignored_total",
+            "Datagrams at the RTP/RTCP ports from no viewer's address, or malformed.",
+            c.rtsp_udp_ignored,
         ),
         (
             "rillcast_webhooks_delivered_total",

@@ -93,6 +93,18 @@ impl Daemon {
         args: &[&str],
         timeout: Duration,
     ) -> Daemon {
+        Self::start_env(tag, rtsp_extra, extra, args, &[], timeout)
+    }
+
+    /// As [`Daemon::start_full`], with extra environment variables for the daemon.
+    pub fn start_env(
+        tag: &str,
+        rtsp_extra: &str,
+        extra: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Daemon {
         // Ports are probed free and then released, so a concurrent test can take one before the
         // daemon binds it: a daemon that exits before listening is retried on fresh ports.
         for attempt in 1..=3 {
@@ -115,6 +127,7 @@ impl Daemon {
                 .arg("--config")
                 .arg(&cfg_path)
                 .args(args)
+                .envs(envs.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log)
@@ -294,9 +307,23 @@ impl RtpPacket {
     }
 }
 
+/// A TCP connection to 127.0.0.1:`port` from the loopback address `from` (any of 127/8), so
+/// one test can be several clients as far as per-address limits go.
+pub fn connect_from(from: [u8; 4], port: u16) -> std::io::Result<TcpStream> {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    sock.bind(&SocketAddr::from((from, 0)).into())?;
+    sock.connect_timeout(&addr(port).into(), Duration::from_secs(5))?;
+    Ok(sock.into())
+}
+
 impl RtspClient {
     pub fn connect(port: u16) -> std::io::Result<Self> {
-        let stream = TcpStream::connect(("127.0.0.1", port))?;
+        Self::connect_from([127, 0, 0, 1], port)
+    }
+
+    /// As [`RtspClient::connect`], from another loopback address (see [`connect_from`]).
+    pub fn connect_from(from: [u8; 4], port: u16) -> std::io::Result<Self> {
+        let stream = connect_from(from, port)?;
         stream.set_read_timeout(Some(Duration::from_secs(5)))?;
         let reader = BufReader::with_capacity(256 * 1024, stream.try_clone()?);
         Ok(RtspClient {

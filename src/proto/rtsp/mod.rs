@@ -3,7 +3,8 @@
 //! it gets back and acts on the returned [`session::SessionEvent`].
 //!
 //! Owns: request framing and limits (`request`), the Transport header (`transport`), Basic and
-//! Digest auth (`auth`), and the per-connection state machine (`session`). Must not: open
+//! Digest auth (`auth`), the password-guessing throttle (`throttle`), and the per-connection
+//! state machine (`session`). Must not: open
 //! sockets, read the clock, or use OS randomness (a seed is passed in).
 //!
 //! We parse RTSP ourselves instead of using the `rtsp-types` crate: it depends on `url`, which
@@ -14,6 +15,7 @@
 pub mod auth;
 pub mod request;
 pub mod session;
+pub mod throttle;
 pub mod transport;
 
 pub use auth::Credentials;

@@ -35,7 +35,8 @@ pub enum RequestError {
     BadRequestLine,
     /// `RTSP/x.y` other than `RTSP/1.0` (§3.1).
     UnsupportedVersion,
-    /// Header line without `:`, with a bad name, folded (§4.2 LWS continuation), or not UTF-8.
+    /// Header line without `:`, with a bad name, folded (§4.2 LWS continuation), not UTF-8, or
+    /// with a control byte (other than HTAB) in its value.
     BadHeader,
     /// Content-Length not a decimal number, or given twice with different values (§12.14).
     BadContentLength,
@@ -290,6 +291,11 @@ fn parse_header(line: &[u8]) -> Result<Header<'_>, RequestError> {
     if name.is_empty() || !name.bytes().all(is_token_byte) {
         return Err(RequestError::BadHeader);
     }
+    // §15.1 TEXT excludes CTLs: a bare CR (or NUL, …) inside a value could otherwise travel
+    // into a reply that echoes it and split it into headers of the client's choosing.
+    if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Err(RequestError::BadHeader);
+    }
     Ok(Header {
         name,
         value: value.trim_matches(|c| c == ' ' || c == '\t'),
@@ -313,6 +319,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         200 => "OK",
         400 => "Bad Request",
         401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         413 => "Request Entity Too Large",
@@ -514,7 +521,7 @@ mod tests {
     #[test]
     fn malformed_requests() {
         use RequestError::*;
-        let cases: [(&[u8], RequestError); 12] = [
+        let cases: [(&[u8], RequestError); 15] = [
             (b"OPTIONS *\r\n\r\n", BadRequestLine),
             (b"OPTIONS  * RTSP/1.0\r\n\r\n", BadRequestLine),
             (b"OPTIONS * RTSP/1.0 x\r\n\r\n", BadRequestLine),
@@ -525,6 +532,18 @@ mod tests {
             (b"OPTIONS * RTSP/1.1\r\n\r\n", UnsupportedVersion),
             (b"OPTIONS * RTSP/1.0\r\nNoColon\r\n\r\n", BadHeader),
             (b"OPTIONS * RTSP/1.0\r\nA: b\r\n folded\r\n\r\n", BadHeader),
+            (
+                b"OPTIONS * RTSP/1.0\r\nRequire: a\rX-Evil: 1\r\n\r\n",
+                BadHeader,
+            ),
+            (
+                b"OPTIONS * RTSP/1.0\r\nUser-Agent: a\x00b\r\n\r\n",
+                BadHeader,
+            ),
+            (
+                b"OPTIONS * RTSP/1.0\r\nUser-Agent: a\x7f\r\n\r\n",
+                BadHeader,
+            ),
             (
                 b"OPTIONS * RTSP/1.0\r\nContent-Length: -1\r\n\r\n",
                 BadContentLength,

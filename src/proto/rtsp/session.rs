@@ -21,8 +21,16 @@
 //! - Credentials are checked on DESCRIBE/SETUP/PLAY (not OPTIONS) until they succeed once for a
 //!   stream on this connection; the Digest nonce is per connection.
 //! - ANNOUNCE/RECORD get 405 with `Allow` (we take no publishers); unknown methods 501.
+//! - `Require` (§12.32) is refused with 551 and its option tags echoed in `Unsupported`, each
+//!   re-checked as a token: a value with anything else (a bare CR could start a header of its
+//!   own in our reply) is 400.
+//! - While the catalog says the peer is locked out of guessing (see [`super::throttle`]), a
+//!   request for a protected stream is 403 without looking at its credentials; a wrong
+//!   `Authorization` is reported to the catalog, a missing one is only challenged.
+//! - PLAY answers 200 optimistically (the viewer is created from the same state); when the
+//!   shell then cannot start it, [`RtspConn::play_failed`] turns the answer into an error.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::auth::{self, Credentials};
 use super::request::{write_response, Request};
@@ -41,6 +49,12 @@ pub trait StreamCatalog {
     fn play_start_pts(&self, stream: &str, track: Track) -> Option<u64>;
     /// False when the stream's viewer limit is reached (→ 453 Not Enough Bandwidth, §11.3.5).
     fn viewer_slot_available(&self, stream: &str) -> bool;
+    /// True while `peer` may not try credentials (too many failures); the request is 403.
+    fn auth_locked(&self, _peer: IpAddr, _now_ms: u64) -> bool {
+        false
+    }
+    /// Told the outcome of every request that carried credentials for a protected stream.
+    fn auth_attempt(&self, _peer: IpAddr, _ok: bool, _now_ms: u64) {}
 }
 
 /// What the shell must do after a request.
@@ -111,6 +125,8 @@ pub struct RtspConn {
     tracks: [Option<TrackSetup>; 2],
     playing: bool,
     last_activity_ms: u64,
+    /// CSeq of the request handled last, for [`RtspConn::play_failed`].
+    last_cseq: heapless::String<10>,
 }
 
 /// The stream / track a request URI names.
@@ -126,8 +142,11 @@ struct Target<'a> {
 /// None for `*` or anything not an rtsp URL / absolute path.
 fn parse_target(uri: &str) -> Option<Target<'_>> {
     let no_query = uri.split('?').next().unwrap_or(uri);
-    let path_start = if no_query.len() >= 7 && no_query[..7].eq_ignore_ascii_case("rtsp://") {
-        let after = &no_query[7..];
+    // `get`, not indexing: a Request built by hand (not by the parser, which admits only
+    // ASCII) could split a UTF-8 character at byte 7 or 8.
+    let scheme = no_query.get(..7);
+    let path_start = if scheme.is_some_and(|p| p.eq_ignore_ascii_case("rtsp://")) {
+        let after = no_query.get(7..).unwrap_or("");
         7 + after.find('/').unwrap_or(after.len())
     } else if no_query.starts_with('/') {
         0
@@ -137,14 +156,18 @@ fn parse_target(uri: &str) -> Option<Target<'_>> {
     let mut base = no_query.trim_end_matches('/');
     let mut track_id = None;
     if let Some(slash) = base.rfind('/').filter(|&i| i >= path_start) {
-        let last = &base[slash + 1..];
-        if last.len() > 8 && last[..8].eq_ignore_ascii_case("trackID=") {
-            let n = &last[8..];
+        let last = base.get(slash + 1..).unwrap_or("");
+        if last.len() > 8
+            && last
+                .get(..8)
+                .is_some_and(|p| p.eq_ignore_ascii_case("trackID="))
+        {
+            let n = last.get(8..).unwrap_or("");
             if n.len() > 3 || !n.bytes().all(|b| b.is_ascii_digit()) {
                 return None;
             }
             track_id = Some(n.parse().ok()?);
-            base = base[..slash].trim_end_matches('/');
+            base = base.get(..slash).unwrap_or("").trim_end_matches('/');
         }
     }
     let stream = base.get(path_start..).unwrap_or("").trim_matches('/');
@@ -184,6 +207,7 @@ impl RtspConn {
             tracks: [None, None],
             playing: false,
             last_activity_ms: 0,
+            last_cseq: heapless::String::new(),
         }
     }
 
@@ -252,18 +276,28 @@ impl RtspConn {
                 return None;
             }
         };
+        self.last_cseq.clear();
+        // At most 10 digits, checked above: fits.
+        let _ = self.last_cseq.push_str(cseq);
         if req.version != "RTSP/1.0" {
             write_response(out, 505, Some(cseq), &[], &[]);
             return None;
         }
-        // §12.32: we implement no extension, so any Require is refused and echoed back.
+        // §12.32: we implement no extension, so any Require is refused and its option tags
+        // echoed back — only as tokens, never the raw value.
         if let Some(required) = req.header("Require") {
-            write_response(out, 551, Some(cseq), &[("Unsupported", required)], &[]);
+            match option_tags(required) {
+                Some(tags) => {
+                    write_response(out, 551, Some(cseq), &[("Unsupported", &tags)], &[]);
+                }
+                None => write_response(out, 400, Some(cseq), &[], &[]),
+            }
             return None;
         }
         let mut cx = Cx {
             req,
             cseq,
+            now_ms,
             catalog,
             out,
         };
@@ -284,6 +318,23 @@ impl RtspConn {
                 None
             }
         }
+    }
+
+    /// Call right after a [`SessionEvent::Play`] when the shell could not start sending
+    /// (no media, no viewer slot): replaces the 200 in `out` with `status` (e.g. 503, or 453
+    /// at capacity; RFC 2326 §11) and leaves the session set up but not playing, so a later
+    /// PLAY may try again.
+    pub fn play_failed(&mut self, status: u16, out: &mut Vec<u8>) {
+        self.playing = false;
+        out.clear();
+        let session = self.session_header();
+        write_response(
+            out,
+            status,
+            Some(self.last_cseq.as_str()),
+            &[("Session", &session)],
+            &[],
+        );
     }
 
     fn session_header(&self) -> String {
@@ -310,13 +361,18 @@ impl RtspConn {
         let Some(creds) = cx.catalog.credentials(stream) else {
             return true;
         };
-        if cx
-            .req
-            .header("Authorization")
-            .is_some_and(|h| auth::verify(h, cx.req.method, &creds, &self.nonce))
-        {
-            self.authed_stream = Some(stream.to_owned());
-            return true;
+        let ip = self.peer.ip();
+        if cx.catalog.auth_locked(ip, cx.now_ms) {
+            cx.reply(403, &[], &[]);
+            return false;
+        }
+        if let Some(h) = cx.req.header("Authorization") {
+            let ok = auth::verify(h, cx.req.method, &creds, &self.nonce);
+            cx.catalog.auth_attempt(ip, ok, cx.now_ms);
+            if ok {
+                self.authed_stream = Some(stream.to_owned());
+                return true;
+            }
         }
         let challenges = auth::challenges(&creds, &self.nonce);
         let mut headers: heapless::Vec<(&str, &str), 2> = heapless::Vec::new();
@@ -637,10 +693,33 @@ impl RtspConn {
     }
 }
 
+/// The option tags of a `Require` value (§3.8, §12.32: comma-separated tokens), normalised to
+/// `a, b`; None when any byte is not part of a token list.
+fn option_tags(value: &str) -> Option<String> {
+    let mut tags = String::with_capacity(value.len());
+    for tag in value.split(',') {
+        let tag = tag.trim_matches(|c| c == ' ' || c == '\t');
+        if tag.is_empty() || !tag.bytes().all(is_token_byte) {
+            return None;
+        }
+        if !tags.is_empty() {
+            tags.push_str(", ");
+        }
+        tags.push_str(tag);
+    }
+    Some(tags)
+}
+
+/// RFC 2326 §15.1 `token` (as RFC 2616 §2.2): visible ASCII except separators.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
 /// The request being answered and where the answer goes.
 struct Cx<'r, 'a> {
     req: &'r Request<'a>,
     cseq: &'a str,
+    now_ms: u64,
     catalog: &'r dyn StreamCatalog,
     out: &'r mut Vec<u8>,
 }
