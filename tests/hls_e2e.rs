@@ -829,6 +829,19 @@ fn protected_stream_hls_needs_credentials_and_ffmpeg_plays_with_them() {
         std::thread::sleep(Duration::from_millis(200));
     };
     let seg = format!("/live/{}", pl.segments[0].0);
+    // Program date-time is today's wall clock: the newest segment started within its own
+    // duration plus a little of now (it was 1 h ahead while PDT came from the daemon epoch).
+    let (_, dur_s, pdt, _) = pl.segments.last().unwrap();
+    let pdt_ms = unix_ms_of_pdt(pdt.as_deref().expect("every segment has a PDT"));
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let age_ms = now_ms as i64 - pdt_ms as i64;
+    assert!(
+        age_ms > 0 && age_ms < (*dur_s * 1000.0) as i64 + 5_000,
+        "PDT {pdt:?} is {age_ms} ms before now"
+    );
 
     // Strangers: 401 on every URL and method that reads, with the challenge and no CORS.
     for (method, path, hdrs) in [
@@ -958,4 +971,25 @@ fn protected_stream_hls_needs_credentials_and_ffmpeg_plays_with_them() {
     .unwrap();
     assert_eq!(read_response(&mut c, false).unwrap().status, 401);
     assert!(!d.log().contains("panicked"), "{}", d.log());
+}
+
+/// The Unix ms of an `EXT-X-PROGRAM-DATE-TIME` value as the daemon writes it, found by binary
+/// search over the crate's own formatter (fixed-width ISO 8601 sorts like time).
+fn unix_ms_of_pdt(pdt: &str) -> u64 {
+    let fmt = |t: u64| {
+        let mut s = String::new();
+        rillcast::proto::hls::write_iso8601_utc_ms(&mut s, t);
+        s
+    };
+    let (mut lo, mut hi) = (0u64, 1u64 << 45);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if fmt(mid).as_str() < pdt {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    assert_eq!(fmt(lo), pdt, "not a PDT the daemon writes");
+    lo
 }
