@@ -446,7 +446,12 @@ impl HlsSegmenter {
     ) -> Result<usize, SegmentGone> {
         let s = self.store.get(seq).ok_or(SegmentGone)?;
         let n = s.len_bytes.saturating_sub(offset).min(buf.len());
+        if n == 0 {
+            // Also keeps an offset past the end out of the position arithmetic below.
+            return Ok(0);
+        }
         let cap = self.store.arena.len() as u64;
+        // offset < len_bytes <= arena length: no overflow.
         let at = ((s.start_pos + offset as u64) % cap) as usize;
         let first = (self.store.arena.len() - at).min(n);
         buf[..first].copy_from_slice(&self.store.arena[at..at + first]);
@@ -483,7 +488,7 @@ impl HlsSegmenter {
             return false;
         };
         let listed_disc = self.listed_segments().filter(|s| s.discontinuity).count() as u64;
-        let disc_seq = self.discontinuities_completed - listed_disc;
+        let disc_seq = self.discontinuities_completed.saturating_sub(listed_disc);
         // Writing to a String can't fail.
         let _ = write!(
             out,

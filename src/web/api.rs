@@ -1057,7 +1057,7 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
                     .api_tokens
                     .iter()
                     .enumerate()
-                    .map(|(i, h)| serde_json::json!({"index": i, "hash_prefix": &h[..h.len().min(15)]}))
+                    .map(|(i, h)| serde_json::json!({"index": i, "hash_prefix": h.get(..15).unwrap_or(h)}))
                     .collect();
                 Ok(json_response(200, &v))
             }
