@@ -619,6 +619,20 @@ mod tests {
         assert_eq!(with(8), [401]);
     }
 
+    /// Found by the fuzzer: the first track took `interleaved=3-1`; the second, with no
+    /// channels asked, was given 2-3 and shared channel 3 with it.
+    #[test]
+    fn rtsp_interleaved_channels_never_shared() {
+        let mut v = 1u64.to_le_bytes().to_vec();
+        v.extend_from_slice(
+            b"SETUP rtsp://h/live/trackID=0 RTSP/1.0\r\nCSeq: 3\r\n\
+              Transport: RTP/AVP/TCP;unicast;interleaved=3-1\r\n\r\n\
+              SETUP rtsp://h/live/trackID=1 RTSP/1.0\r\nCSeq: 4\r\nSession: {SID}\r\n\
+              Transport: RTP/AVP/TCP;unicast\r\n\r\n",
+        );
+        assert_eq!(rtsp_connection(&v).0, [200, 200]);
+    }
+
     #[test]
     fn rtsp_connection_survives_request_sequences() {
         let steps: &[&[u8]] = &[
