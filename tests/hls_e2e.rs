@@ -1,5 +1,6 @@
 //! End-to-end HLS: the real daemon on loopback serving HLS from RAM to real clients — ffmpeg
-//! (H.264+AAC and H.265+AAC), hls.js in Debian's headless Chromium — plus the playlist rules
+//! (H.264+AAC and H.265+AAC), hls.js in Debian's headless Chromium (cross-origin for an open
+//! stream, on the daemon's page with a login session for a protected one) — plus the playlist rules
 //! over a run with an encoder restart, TS checks on fetched segments, and the HTTP server's
 //! limits (traversal, HEAD/Range/CORS, slowloris, huge headers, the connection cap).
 
@@ -800,8 +801,8 @@ fn http_limits_traversal_head_range_cors() {
 /// A stream with `streams.X.auth`: every HLS URL answers 401 (with a Basic challenge naming
 /// the stream, no wildcard CORS) without its credentials; ffmpeg fails on it without them and
 /// decodes it cleanly with `http://user:pass@…` (so it re-sends them for every segment, which
-/// are protected too); a logged-in web session plays it by cookie; `/master.m3u8` hides it
-/// from strangers.
+/// are protected too); a logged-in web session plays it by cookie (raw HTTP, and hls.js in
+/// Chromium on the daemon's own page); `/master.m3u8` hides it from strangers.
 #[test]
 fn protected_stream_hls_needs_credentials_and_ffmpeg_plays_with_them() {
     let pw = "a long password";
@@ -970,6 +971,21 @@ fn protected_stream_hls_needs_credentials_and_ffmpeg_plays_with_them() {
     )
     .unwrap();
     assert_eq!(read_response(&mut c, false).unwrap().status, 401);
+
+    // hls.js in Chromium on the daemon's own page: refused before logging in, plays after,
+    // with nothing but the session cookie the browser keeps (same-origin).
+    require_tool("chromium");
+    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web");
+    npm_ready(&web);
+    let (ok, out, err) = run_bounded(
+        Command::new("node")
+            .arg("play-hls-session.mjs")
+            .arg(format!("http://127.0.0.1:{port}"))
+            .args(["/live/index.m3u8", pw, "4", "40"])
+            .current_dir(&web),
+        Duration::from_secs(120),
+    );
+    assert!(ok, "hls.js with a web session:\n{out}\n{err}");
     assert!(!d.log().contains("panicked"), "{}", d.log());
 }
 
