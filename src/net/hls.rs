@@ -18,7 +18,10 @@
 //! as a jump between two segments' PDT and nothing else: the media timeline did not change,
 //! so no EXT-X-DISCONTINUITY (§4.3.2.3 is about encoding and timestamp changes), and since
 //! every segment carries its own PDT tag, players that map PDT read each segment's value
-//! instead of extrapolating a wrong one from an earlier tag.
+//! instead of extrapolating a wrong one from an earlier tag. A segment's PDT is fixed when it
+//! starts and never changes while it is listed (the date mapping a client saw stays true). A
+//! backward step is taken as it is too: smoothing it would keep labels wrong for as long as
+//! the smoothing lasts, which is what this fixes.
 
 use crate::media::fanout::{lock, Consumer, FrameCursor, StreamView};
 use crate::media::{aac, h264, h265, AudioParams, Codec, Track, VideoParams};
