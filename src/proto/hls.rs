@@ -242,7 +242,7 @@ impl HlsSegmenter {
     /// jumped. The open segment is closed now; the next one starts at the next keyframe.
     pub fn discontinuity(&mut self) {
         if let Some(last) = self.last_90k {
-            self.close_open(last + self.last_interval_90k);
+            self.close_open(last.saturating_add(self.last_interval_90k));
         } else {
             self.drop_open();
         }
@@ -369,7 +369,10 @@ impl HlsSegmenter {
         match self.store.open() {
             None => true,
             Some(s) => {
-                (t.saturating_sub(s.start_90k) + slack_90k) * 1000
+                // Saturating: timestamps are input, and a leap must cut, not wrap.
+                t.saturating_sub(s.start_90k)
+                    .saturating_add(slack_90k)
+                    .saturating_mul(1000)
                     >= u64::from(self.cfg.target_duration_ms) * CLOCK_90K
             }
         }
@@ -395,7 +398,7 @@ impl HlsSegmenter {
         if disc {
             self.discontinuities_completed += 1;
         }
-        let rounded_s = (dur + CLOCK_90K / 2) / CLOCK_90K;
+        let rounded_s = dur.saturating_add(CLOCK_90K / 2) / CLOCK_90K;
         match self.target_duration_s {
             None => {
                 // Fixed once: covers the configured target and the first real segment
@@ -504,7 +507,11 @@ impl HlsSegmenter {
             }
             out.push_str("#EXT-X-PROGRAM-DATE-TIME:");
             write_iso8601_utc_ms(out, s.wall_clock_ms);
-            let ms = (s.duration_90k * 1000 + CLOCK_90K / 2) / CLOCK_90K;
+            let ms = s
+                .duration_90k
+                .saturating_mul(1000)
+                .saturating_add(CLOCK_90K / 2)
+                / CLOCK_90K;
             let _ = write!(out, "\n#EXTINF:{}.{:03},\n", ms / 1000, ms % 1000);
             write_segment_uri(out, s.seq);
             out.push('\n');
@@ -959,6 +966,8 @@ mod tests {
                     0 => t = t.wrapping_sub(next() % 100_000),
                     1 => t = t.saturating_add(next() % 10_000_000),
                     2 => h.discontinuity(),
+                    // A timestamp leap no real source makes, near the top of the range.
+                    15 if r % 64 == 15 => t = t.saturating_add(next() >> 1),
                     3 => {
                         let v = [None, Some(Codec::H264)][(r >> 8) as usize % 2];
                         let _ = h.set_tracks(v, Some(aac));
