@@ -12,12 +12,13 @@ use crate::media::ring::MediaRing;
 use crate::net;
 use crate::net::hls::{HlsHandler, HlsStream, HlsStreamConfig};
 use crate::net::http::{HttpHandler, HttpLimits, HttpServer};
+use crate::net::media_auth::MediaAuth;
 use crate::net::rtsp::{RtspServer, RtspStream};
 use smol::Async;
 use std::net::{SocketAddr, TcpListener};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 /// Where the daemon ended up listening (ports may be chosen by the OS in tests).
 #[derive(Clone, Copy, Debug)]
@@ -44,9 +45,6 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
     let plan = MemoryPlan::new(&cfg, board.memory_mib, board.max_viewers)?;
     log::info!("{}", plan.summary());
     let epoch = Epoch(Instant::now());
-    let epoch_unix_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
     let mut rtsp_streams = Vec::new();
     let mut starts = Vec::new();
     for sp in &plan.streams {
@@ -68,8 +66,14 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
     }
     // HTTP: HLS first, then the other routes; a handler that returns None passes the request on.
     let mut http_handlers: Vec<Rc<dyn HttpHandler>> = Vec::new();
+    // Stream credentials for every HTTP media route; the web session check is added below.
+    let media_auth = Rc::new(MediaAuth::new(
+        cfg.streams
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.auth.as_ref())),
+    ));
     if cfg.hls.enabled {
-        http_handlers.push(Rc::new(start_hls(&cfg, &starts, epoch_unix_ms)));
+        http_handlers.push(Rc::new(start_hls(&cfg, &starts, media_auth.clone())));
     }
     let http_listener = TcpListener::bind((cfg.http.bind.as_str(), cfg.http.port))
         .map_err(|e| format!("HTTP port {}:{}: {e}", cfg.http.bind, cfg.http.port))?;
@@ -127,6 +131,10 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
             w.viewer_event(stream, "rtsp", id, joined);
         }
     }));
+    let web_weak = Rc::downgrade(&web);
+    media_auth.set_session_check(Box::new(move |req| {
+        web_weak.upgrade().is_some_and(|w| w.session_valid(req))
+    }));
     http_handlers.push(web.clone());
     let http_server = HttpServer::new(
         HttpLimits {
@@ -167,7 +175,7 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
 fn start_hls(
     cfg: &Config,
     starts: &[(StreamPlan, StreamConfig, SharedHub)],
-    epoch_unix_ms: u64,
+    auth: Rc<MediaAuth>,
 ) -> HlsHandler {
     let mut streams = Vec::new();
     for (sp, scfg, hub) in starts {
@@ -190,9 +198,9 @@ fn start_hls(
                 segmenter,
                 expect_audio,
                 max_bitrate_bps: u64::from(scfg.max_bitrate_kbps) * 1000,
-                epoch_unix_ms,
             },
             cursor,
+            crate::net::hls::system_wall_clock(),
         )));
         // Consumers run on the stream's ingest thread; the HTTP side locks the stream only
         // to render a playlist or copy a chunk of a segment.
@@ -208,7 +216,7 @@ fn start_hls(
         cfg.hls.segment_ms,
         cfg.hls.window
     );
-    HlsHandler::new(streams)
+    HlsHandler::new(streams, auth)
 }
 
 /// Tells systemd we are up (Type=notify), and feeds its watchdog only while frames flow: a

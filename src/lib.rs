@@ -20,6 +20,8 @@ pub mod board;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ingest;
 pub mod media;
 pub mod net;

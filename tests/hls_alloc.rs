@@ -103,9 +103,10 @@ fn hls_consumer_and_segmenter_do_not_allocate_per_frame() {
             },
             expect_audio: true,
             max_bitrate_bps: 1_000_000,
-            epoch_unix_ms: 1_735_689_600_000,
         },
         cursor,
+        // The real clock: the allocation count covers reading it per segment.
+        rillcast::net::hls::system_wall_clock(),
     )));
     assert!(hub.add_consumer(hls.clone()));
     let mut f = Feeder {

@@ -1,5 +1,6 @@
 //! End-to-end HLS: the real daemon on loopback serving HLS from RAM to real clients — ffmpeg
-//! (H.264+AAC and H.265+AAC), hls.js in Debian's headless Chromium — plus the playlist rules
+//! (H.264+AAC and H.265+AAC), hls.js in Debian's headless Chromium (cross-origin for an open
+//! stream, on the daemon's page with a login session for a protected one) — plus the playlist rules
 //! over a run with an encoder restart, TS checks on fetched segments, and the HTTP server's
 //! limits (traversal, HEAD/Range/CORS, slowloris, huge headers, the connection cap).
 
@@ -795,4 +796,216 @@ fn http_limits_traversal_head_range_cors() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(!d.log().contains("panicked"));
+}
+
+/// A stream with `streams.X.auth`: every HLS URL answers 401 (with a Basic challenge naming
+/// the stream, no wildcard CORS) without its credentials; ffmpeg fails on it without them and
+/// decodes it cleanly with `http://user:pass@…` (so it re-sends them for every segment, which
+/// are protected too); a logged-in web session plays it by cookie (raw HTTP, and hls.js in
+/// Chromium on the daemon's own page); `/master.m3u8` hides it from strangers.
+#[test]
+fn protected_stream_hls_needs_credentials_and_ffmpeg_plays_with_them() {
+    let pw = "a long password";
+    let cfg = format!(
+        "password_hash = \"{}\"\n{TESTSRC_SMALL}\n[streams.live.auth]\nuser = \"cam\"\npassword = \"s3cret\"\n",
+        rillcast::web::auth::hash_password_with(pw, &[7; 16], 4, 8, 1)
+    );
+    let d = Daemon::start("hls-auth", &cfg);
+    let port = d.http_port;
+    // base64("cam:s3cret") and base64("cam:wrong").
+    let basic = ("Authorization", "Basic Y2FtOnMzY3JldA==");
+    let wrong = ("Authorization", "Basic Y2FtOndyb25n");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pl = loop {
+        let r = request(port, "GET", "/live/index.m3u8", &[basic]);
+        if r.status == 200 {
+            break parse_playlist(&r.text());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no playlist within 30 s (last {}); log:\n{}",
+            r.status,
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let seg = format!("/live/{}", pl.segments[0].0);
+    // Program date-time is today's wall clock: the newest segment started within its own
+    // duration plus a little of now (it was 1 h ahead while PDT came from the daemon epoch).
+    let (_, dur_s, pdt, _) = pl.segments.last().unwrap();
+    let pdt_ms = unix_ms_of_pdt(pdt.as_deref().expect("every segment has a PDT"));
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let age_ms = now_ms as i64 - pdt_ms as i64;
+    assert!(
+        age_ms > 0 && age_ms < (*dur_s * 1000.0) as i64 + 5_000,
+        "PDT {pdt:?} is {age_ms} ms before now"
+    );
+
+    // Strangers: 401 on every URL and method that reads, with the challenge and no CORS.
+    for (method, path, hdrs) in [
+        ("GET", "/live/index.m3u8", &[][..]),
+        ("HEAD", "/live/index.m3u8", &[][..]),
+        ("GET", seg.as_str(), &[][..]),
+        ("HEAD", seg.as_str(), &[][..]),
+        ("GET", seg.as_str(), &[("Range", "bytes=0-187")][..]),
+        ("GET", "/live/seg999999.ts", &[][..]),
+        ("GET", "/live/index.m3u8", &[wrong][..]),
+        ("GET", seg.as_str(), &[wrong][..]),
+        (
+            "GET",
+            seg.as_str(),
+            &[("Cookie", "rillcast_session=forged")][..],
+        ),
+        ("GET", "/master.m3u8", &[][..]),
+    ] {
+        let r = request(port, method, path, hdrs);
+        assert_eq!(r.status, 401, "{method} {path} {hdrs:?}");
+        let want = if path == "/master.m3u8" {
+            "Basic realm=\"rillcast/master\""
+        } else {
+            "Basic realm=\"rillcast/live\""
+        };
+        assert_eq!(r.header("www-authenticate"), Some(want), "{method} {path}");
+        assert_eq!(r.header("access-control-allow-origin"), None, "{path}");
+        assert!(r.body.len() < 100 && !r.text().contains("#EXT"), "{path}");
+    }
+    // A cross-origin preflight gets nothing that would let another page read the stream.
+    let pre = request(
+        port,
+        "OPTIONS",
+        &seg,
+        &[
+            ("Origin", "http://evil.example"),
+            ("Access-Control-Request-Method", "GET"),
+        ],
+    );
+    assert_eq!(pre.header("access-control-allow-origin"), None);
+
+    // Basic with the stream's user and password: served, same-origin only, never shared-cached.
+    let r = request(port, "GET", "/live/index.m3u8", &[basic]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("access-control-allow-origin"), None);
+    assert_eq!(r.header("cache-control"), Some("private, no-cache"));
+    let s = request(port, "GET", &seg, &[basic]);
+    assert_eq!(s.status, 200);
+    assert_eq!(s.body.first(), Some(&0x47));
+    assert!(s.header("cache-control").unwrap().starts_with("private, "));
+    let m = request(port, "GET", "/master.m3u8", &[basic]);
+    assert_eq!(m.status, 200);
+    assert!(m.text().contains("\nlive/index.m3u8\n"), "{}", m.text());
+
+    // ffmpeg without credentials fails on the 401; with them in the URL it decodes, clean.
+    require_tool("ffmpeg");
+    let plain = format!("http://127.0.0.1:{port}/live/index.m3u8");
+    let (ok, _, err) = run_bounded(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-v", "warning", "-i", &plain])
+            .args(["-t", "1", "-f", "null", "-"]),
+        Duration::from_secs(30),
+    );
+    assert!(!ok, "ffmpeg played a protected stream without credentials");
+    assert!(err.contains("401"), "ffmpeg's error names the 401: {err}");
+    let url = format!("http://cam:s3cret@127.0.0.1:{port}/live/index.m3u8");
+    let (frames, err) = ffmpeg_decode_hls(&url, 5);
+    assert_clean(&err, "protected HLS with credentials");
+    assert!(
+        (140..=160).contains(&frames),
+        "{frames} frames for 5 s at 30 fps"
+    );
+    let wrong_url = format!("http://cam:nope@127.0.0.1:{port}/live/index.m3u8");
+    let (ok, _, err) = run_bounded(
+        Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-nostdin",
+                "-v",
+                "warning",
+                "-i",
+                &wrong_url,
+            ])
+            .args(["-t", "1", "-f", "null", "-"]),
+        Duration::from_secs(30),
+    );
+    assert!(!ok && err.contains("401"), "wrong password: {err}");
+
+    // The page's logged-in user: the session cookie opens the playlist and segments.
+    let body = format!("{{\"password\":\"{pw}\"}}");
+    let mut c = connect(port);
+    c.write_all(
+        format!(
+            "POST /api/v1/login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let login = read_response(&mut c, false).unwrap();
+    assert_eq!(login.status, 200, "login: {}", login.text());
+    let cookie = login
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .expect("Set-Cookie")
+        .to_string();
+    let pl =
+        parse_playlist(&request(port, "GET", "/live/index.m3u8", &[("Cookie", &cookie)]).text());
+    let last = pl.segments.last().expect("a listed segment");
+    let r = request(
+        port,
+        "GET",
+        &format!("/live/{}", last.0),
+        &[("Cookie", &cookie)],
+    );
+    assert_eq!(r.status, 200);
+    // The cookie counts only with a Host the web API accepts (DNS-rebinding guard).
+    let mut c = connect(port);
+    c.write_all(
+        format!(
+            "GET /live/index.m3u8 HTTP/1.1\r\nHost: evil.example\r\nCookie: {cookie}\r\n\
+             Connection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(read_response(&mut c, false).unwrap().status, 401);
+
+    // hls.js in Chromium on the daemon's own page: refused before logging in, plays after,
+    // with nothing but the session cookie the browser keeps (same-origin).
+    require_tool("chromium");
+    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web");
+    npm_ready(&web);
+    let (ok, out, err) = run_bounded(
+        Command::new("node")
+            .arg("play-hls-session.mjs")
+            .arg(format!("http://127.0.0.1:{port}"))
+            .args(["/live/index.m3u8", pw, "4", "40"])
+            .current_dir(&web),
+        Duration::from_secs(120),
+    );
+    assert!(ok, "hls.js with a web session:\n{out}\n{err}");
+    assert!(!d.log().contains("panicked"), "{}", d.log());
+}
+
+/// The Unix ms of an `EXT-X-PROGRAM-DATE-TIME` value as the daemon writes it, found by binary
+/// search over the crate's own formatter (fixed-width ISO 8601 sorts like time).
+fn unix_ms_of_pdt(pdt: &str) -> u64 {
+    let fmt = |t: u64| {
+        let mut s = String::new();
+        rillcast::proto::hls::write_iso8601_utc_ms(&mut s, t);
+        s
+    };
+    let (mut lo, mut hi) = (0u64, 1u64 << 45);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if fmt(mid).as_str() < pdt {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    assert_eq!(fmt(lo), pdt, "not a PDT the daemon writes");
+    lo
 }

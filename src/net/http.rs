@@ -480,6 +480,130 @@ pub fn evaluate_range(value: &str, len: usize) -> RangeOutcome {
     }
 }
 
+/// The largest request body the handlers accept for `path`; a longer Content-Length is 413.
+pub fn body_cap(handlers: &[Rc<dyn HttpHandler>], path: &str) -> usize {
+    handlers
+        .iter()
+        .find_map(|h| h.max_body_bytes(path))
+        .unwrap_or(DEFAULT_MAX_BODY_BYTES)
+}
+
+/// A routed request, ready to be framed by [`frame_response`].
+pub struct Routed {
+    pub response: HttpResponse,
+    /// The request was `HEAD`: send the head only.
+    pub is_head: bool,
+    /// The `Range` value of a `GET` without `If-Range`, copied out of the read buffer.
+    pub range: Option<String>,
+}
+
+/// Routes one complete request (`request` = head + body, as [`parse_head`] framed it), sans-IO:
+/// `HEAD` reaches handlers as `GET`, an unsafe path reaches none, a path no handler takes is
+/// 404. None when `request` does not start with a complete head. The server calls exactly
+/// this for every request; so does the HTTP fuzz target.
+pub fn route_request(
+    handlers: &[Rc<dyn HttpHandler>],
+    request: &[u8],
+    peer: SocketAddr,
+) -> Option<Routed> {
+    let mut fields = [("", ""); MAX_HEADERS];
+    let h = parse_head(request, &mut fields).ok()??;
+    let headers = fields.get(..h.header_count).unwrap_or_default();
+    let is_head = h.method == "HEAD";
+    let range = if h.method == "GET" {
+        header(headers, "range").filter(|_| header(headers, "if-range").is_none())
+    } else {
+        None
+    };
+    let req = HttpRequest {
+        method: if is_head { "GET" } else { h.method },
+        path: h.path,
+        query: h.query,
+        headers,
+        body: request.get(h.head_len..).unwrap_or_default(),
+        peer,
+    };
+    let response = if path_is_safe(req.path) {
+        handlers.iter().find_map(|r| r.handle(&req))
+    } else {
+        None
+    };
+    Some(Routed {
+        response: response.unwrap_or_else(|| HttpResponse::text(404, "not found\n")),
+        is_head,
+        range: range.map(str::to_string),
+    })
+}
+
+/// Applies `range` to `resp` (206 / 416 / the full 200, RFC 9110 §14) and writes the response
+/// head into `out` (cleared first). Returns the body span to send and whether the connection
+/// stays open. A header value holding CR or LF (response splitting) is dropped and logged: no
+/// handler should put one there, and this way no input can.
+pub fn frame_response(
+    resp: &mut HttpResponse,
+    range: Option<&str>,
+    keep_alive: bool,
+    out: &mut Vec<u8>,
+) -> ((usize, usize), bool) {
+    let len = match &resp.body {
+        HttpBody::Empty => Some(0),
+        HttpBody::Bytes(b) => Some(b.len()),
+        HttpBody::Static(b) => Some(b.len()),
+        HttpBody::Reader { len, .. } => Some(*len),
+        HttpBody::Events(_) => None,
+    };
+    let mut span = (0, len.unwrap_or(0));
+    let ranged_body = matches!(
+        resp.body,
+        HttpBody::Bytes(_) | HttpBody::Static(_) | HttpBody::Reader { .. }
+    );
+    if let (Some(len), true, 200) = (len, ranged_body, resp.status) {
+        resp.headers.push(("Accept-Ranges", "bytes".into()));
+        match range.map(|r| evaluate_range(r, len)) {
+            // evaluate_range: start < end <= len.
+            Some(RangeOutcome::Partial { start, end }) if start < end && end <= len => {
+                resp.status = 206;
+                resp.headers
+                    .push(("Content-Range", format!("bytes {start}-{}/{len}", end - 1)));
+                span = (start, end);
+            }
+            Some(RangeOutcome::Unsatisfiable) => {
+                resp.status = 416;
+                resp.headers
+                    .push(("Content-Range", format!("bytes */{len}")));
+                resp.body = HttpBody::Empty;
+                span = (0, 0);
+            }
+            _ => {}
+        }
+    }
+    let events = matches!(resp.body, HttpBody::Events(_));
+    let keep_alive = keep_alive && !events;
+    out.clear();
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\nServer: rillcast\r\n",
+        resp.status,
+        reason(resp.status)
+    );
+    for (k, v) in &resp.headers {
+        if v.bytes().any(|b| b == b'\r' || b == b'\n') {
+            log::warn!("HTTP: dropped response header {k} holding CR/LF");
+            continue;
+        }
+        let _ = write!(out, "{k}: {v}\r\n");
+    }
+    if !events {
+        let _ = write!(out, "Content-Length: {}\r\n", span.1.saturating_sub(span.0));
+    }
+    out.extend_from_slice(if keep_alive {
+        b"Connection: keep-alive\r\n\r\n"
+    } else {
+        b"Connection: close\r\n\r\n"
+    });
+    (span, keep_alive)
+}
+
 /// The standard reason phrase of the statuses rillcast sends.
 pub fn reason(status: u16) -> &'static str {
     match status {
@@ -754,47 +878,19 @@ impl HttpServer {
         }
         // Phase 3: route. The head is parsed again (cheap) to borrow it for the handler.
         self.bump(|s| s.requests += 1);
-        let mut fields = [("", ""); MAX_HEADERS];
-        let (response, is_head, range) = {
-            let h = match parse_head(&buf[..total], &mut fields) {
-                Ok(Some(h)) => h,
-                // Parsed above from the same bytes.
-                _ => return Ok(ConnEnd::Close),
-            };
-            let headers = &fields[..h.header_count];
-            let is_head = h.method == "HEAD";
-            let range = if h.method == "GET" {
-                header(headers, "range").filter(|_| header(headers, "if-range").is_none())
-            } else {
-                None
-            };
-            let req = HttpRequest {
-                method: if is_head { "GET" } else { h.method },
-                path: h.path,
-                query: h.query,
-                headers,
-                body: &buf[head_len..total],
-                peer,
-            };
-            let response = if path_is_safe(req.path) {
-                self.handlers.iter().find_map(|r| r.handle(&req))
-            } else {
-                None
-            };
-            let response = response.unwrap_or_else(|| HttpResponse::text(404, "not found\n"));
-            // The Range value is re-read after the borrow ends (it lives in `buf`).
-            (response, is_head, range.map(|r| r.to_string()))
+        let Some(routed) = buf
+            .get(..total)
+            .and_then(|request| route_request(&self.handlers, request, peer))
+        else {
+            // Parsed above from the same bytes.
+            return Ok(ConnEnd::Close);
         };
         buf.drain(..total);
-        self.respond(stream, out, response, is_head, range.as_deref(), keep_alive)
-            .await
+        self.respond(stream, out, routed, keep_alive).await
     }
 
     fn body_cap(&self, path: &str) -> usize {
-        self.handlers
-            .iter()
-            .find_map(|h| h.max_body_bytes(path))
-            .unwrap_or(DEFAULT_MAX_BODY_BYTES)
+        body_cap(&self.handlers, path)
     }
 
     async fn write_error(
@@ -816,65 +912,18 @@ impl HttpServer {
         &self,
         stream: &Async<TcpStream>,
         out: &mut Vec<u8>,
-        mut resp: HttpResponse,
-        is_head: bool,
-        range: Option<&str>,
+        routed: Routed,
         keep_alive: bool,
     ) -> io::Result<ConnEnd> {
-        let len = match &resp.body {
-            HttpBody::Empty => Some(0),
-            HttpBody::Bytes(b) => Some(b.len()),
-            HttpBody::Static(b) => Some(b.len()),
-            HttpBody::Reader { len, .. } => Some(*len),
-            HttpBody::Events(_) => None,
-        };
-        let mut span = (0, len.unwrap_or(0));
-        let ranged_body = matches!(
-            resp.body,
-            HttpBody::Bytes(_) | HttpBody::Static(_) | HttpBody::Reader { .. }
-        );
-        if let (Some(len), true, 200) = (len, ranged_body, resp.status) {
-            resp.headers.push(("Accept-Ranges", "bytes".into()));
-            match range.map(|r| evaluate_range(r, len)) {
-                Some(RangeOutcome::Partial { start, end }) => {
-                    resp.status = 206;
-                    resp.headers
-                        .push(("Content-Range", format!("bytes {start}-{}/{len}", end - 1)));
-                    span = (start, end);
-                }
-                Some(RangeOutcome::Unsatisfiable) => {
-                    resp.status = 416;
-                    resp.headers
-                        .push(("Content-Range", format!("bytes */{len}")));
-                    resp.body = HttpBody::Empty;
-                    span = (0, 0);
-                }
-                Some(RangeOutcome::Full) | None => {}
-            }
-        }
-        let events = matches!(resp.body, HttpBody::Events(_));
-        let keep_alive = keep_alive && !events;
-        out.clear();
-        let _ = write!(
-            out,
-            "HTTP/1.1 {} {}\r\nServer: rillcast\r\n",
-            resp.status,
-            reason(resp.status)
-        );
-        for (k, v) in &resp.headers {
-            let _ = write!(out, "{k}: {v}\r\n");
-        }
-        if !events {
-            let _ = write!(out, "Content-Length: {}\r\n", span.1 - span.0);
-        }
-        out.extend_from_slice(if keep_alive {
-            b"Connection: keep-alive\r\n\r\n"
-        } else {
-            b"Connection: close\r\n\r\n"
-        });
+        let Routed {
+            response: mut resp,
+            is_head,
+            range,
+        } = routed;
+        let (span, keep_alive) = frame_response(&mut resp, range.as_deref(), keep_alive, out);
         let body: &[u8] = match &resp.body {
-            HttpBody::Bytes(b) => &b[span.0..span.1],
-            HttpBody::Static(b) => &b[span.0..span.1],
+            HttpBody::Bytes(b) => b.get(span.0..span.1).unwrap_or_default(),
+            HttpBody::Static(b) => b.get(span.0..span.1).unwrap_or_default(),
             _ => &[],
         };
         if is_head {
@@ -942,7 +991,7 @@ impl HttpServer {
                         .read_at(off, &mut scratch[..want])
                         .filter(|&g| g > 0)
                         .ok_or_else(|| io::Error::other("body gone while sending"))?;
-                    s.write(&scratch[..got])
+                    s.write(scratch.get(..got.min(want)).unwrap_or_default())
                 })
                 .or(timeout(deadline))
                 .await?;

@@ -6,6 +6,7 @@
 
 pub mod hls;
 pub mod http;
+pub mod media_auth;
 pub mod rtmp_push;
 pub mod rtsp;
 

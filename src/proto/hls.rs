@@ -242,7 +242,7 @@ impl HlsSegmenter {
     /// jumped. The open segment is closed now; the next one starts at the next keyframe.
     pub fn discontinuity(&mut self) {
         if let Some(last) = self.last_90k {
-            self.close_open(last + self.last_interval_90k);
+            self.close_open(last.saturating_add(self.last_interval_90k));
         } else {
             self.drop_open();
         }
@@ -369,7 +369,10 @@ impl HlsSegmenter {
         match self.store.open() {
             None => true,
             Some(s) => {
-                (t.saturating_sub(s.start_90k) + slack_90k) * 1000
+                // Saturating: timestamps are input, and a leap must cut, not wrap.
+                t.saturating_sub(s.start_90k)
+                    .saturating_add(slack_90k)
+                    .saturating_mul(1000)
                     >= u64::from(self.cfg.target_duration_ms) * CLOCK_90K
             }
         }
@@ -395,7 +398,7 @@ impl HlsSegmenter {
         if disc {
             self.discontinuities_completed += 1;
         }
-        let rounded_s = (dur + CLOCK_90K / 2) / CLOCK_90K;
+        let rounded_s = dur.saturating_add(CLOCK_90K / 2) / CLOCK_90K;
         match self.target_duration_s {
             None => {
                 // Fixed once: covers the configured target and the first real segment
@@ -446,7 +449,12 @@ impl HlsSegmenter {
     ) -> Result<usize, SegmentGone> {
         let s = self.store.get(seq).ok_or(SegmentGone)?;
         let n = s.len_bytes.saturating_sub(offset).min(buf.len());
+        if n == 0 {
+            // Also keeps an offset past the end out of the position arithmetic below.
+            return Ok(0);
+        }
         let cap = self.store.arena.len() as u64;
+        // offset < len_bytes <= arena length: no overflow.
         let at = ((s.start_pos + offset as u64) % cap) as usize;
         let first = (self.store.arena.len() - at).min(n);
         buf[..first].copy_from_slice(&self.store.arena[at..at + first]);
@@ -483,7 +491,7 @@ impl HlsSegmenter {
             return false;
         };
         let listed_disc = self.listed_segments().filter(|s| s.discontinuity).count() as u64;
-        let disc_seq = self.discontinuities_completed - listed_disc;
+        let disc_seq = self.discontinuities_completed.saturating_sub(listed_disc);
         // Writing to a String can't fail.
         let _ = write!(
             out,
@@ -499,7 +507,11 @@ impl HlsSegmenter {
             }
             out.push_str("#EXT-X-PROGRAM-DATE-TIME:");
             write_iso8601_utc_ms(out, s.wall_clock_ms);
-            let ms = (s.duration_90k * 1000 + CLOCK_90K / 2) / CLOCK_90K;
+            let ms = s
+                .duration_90k
+                .saturating_mul(1000)
+                .saturating_add(CLOCK_90K / 2)
+                / CLOCK_90K;
             let _ = write!(out, "\n#EXTINF:{}.{:03},\n", ms / 1000, ms % 1000);
             write_segment_uri(out, s.seq);
             out.push('\n');
@@ -914,5 +926,108 @@ mod tests {
             HlsSegmenter::new(c, Some(Codec::H264), None).err(),
             Some(HlsError::BadConfig)
         );
+    }
+
+    /// Random frames (valid and broken access units, timestamps that jump and go back, track
+    /// changes, huge frames in a small arena) and random reads: never a panic, and what the
+    /// playlist lists can always be read back whole.
+    #[test]
+    fn random_frames_and_reads_never_panic() {
+        let mut x = 0x5eed_1234_abcd_ef01u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let aac = AudioParams {
+            object_type: 2,
+            sample_rate_index: 3,
+            sample_rate: 48_000,
+            channels: 1,
+        };
+        let mut segments_read = 0;
+        for round in 0..40 {
+            let cfg = HlsConfig {
+                target_duration_ms: 200 + (next() % 2000) as u32,
+                window_segments: 1 + (next() % 4) as usize,
+                arena_len_bytes: 2 * TS_PACKET_LEN + (next() % 20_000) as usize,
+                max_segments: 12,
+            };
+            let video = [None, Some(Codec::H264), Some(Codec::H265)][round % 3];
+            let audio = (round % 2 == 0 || video.is_none()).then_some(aac);
+            let mut h = HlsSegmenter::new(cfg, video, audio).unwrap();
+            let (mut t, mut a) = (next() % (1 << 34), next() % (1 << 30));
+            let mut buf = vec![0u8; 3000];
+            let mut text = String::new();
+            for _ in 0..600 {
+                let r = next();
+                match r % 16 {
+                    0 => t = t.wrapping_sub(next() % 100_000),
+                    1 => t = t.saturating_add(next() % 10_000_000),
+                    2 => h.discontinuity(),
+                    // A timestamp leap no real source makes, near the top of the range.
+                    15 if r % 64 == 15 => t = t.saturating_add(next() >> 1),
+                    3 => {
+                        let v = [None, Some(Codec::H264)][(r >> 8) as usize % 2];
+                        let _ = h.set_tracks(v, Some(aac));
+                    }
+                    _ => {}
+                }
+                t = t.saturating_add(3000);
+                a = a.saturating_add(1024);
+                let len = (next() % 4000) as usize;
+                let mut au = vec![0u8; len + 4];
+                if r % 7 != 0 {
+                    // A valid single-NAL access unit; otherwise noise.
+                    au[..4].copy_from_slice(&(len as u32).to_be_bytes());
+                } else {
+                    au.iter_mut().for_each(|b| *b = next() as u8);
+                }
+                let meta = FrameMeta {
+                    track: crate::media::Track::Video,
+                    pts: t,
+                    dts: t.saturating_sub(next() % 3000),
+                    keyframe: r % 5 == 0,
+                };
+                let _ = h.push_video(&meta, &au, next());
+                let am = FrameMeta {
+                    track: crate::media::Track::Audio,
+                    pts: a,
+                    dts: a,
+                    keyframe: true,
+                };
+                let _ = h.push_audio(&am, &au[..(r as usize % 9000).min(au.len())], next());
+                let listed: Vec<u64> = h.listed().collect();
+                assert!(listed.len() <= cfg.window_segments);
+                assert!(listed.windows(2).all(|w| w[1] == w[0] + 1), "{listed:?}");
+                if h.render_media_playlist(&mut text) {
+                    assert!(text.starts_with("#EXTM3U\n"));
+                }
+                if let Some(&seq) = listed.first() {
+                    let len = h.segment_len(seq).unwrap();
+                    let (mut off, mut total) = (0usize, 0usize);
+                    while let Ok(n) =
+                        h.read_segment(seq, off, &mut buf[..1 + (next() % 3000) as usize])
+                    {
+                        if n == 0 {
+                            break;
+                        }
+                        off += n;
+                        total += n;
+                    }
+                    assert_eq!(total, len);
+                    segments_read += 1;
+                }
+                let _ = h.read_segment(next(), next() as usize, &mut buf);
+                let _ = h.read_segment(
+                    listed.last().copied().unwrap_or(0),
+                    usize::MAX - (next() % 10) as usize,
+                    &mut buf,
+                );
+                let _ = h.peak_bitrate_bps();
+            }
+        }
+        assert!(segments_read > 1000, "only {segments_read} segment reads");
     }
 }

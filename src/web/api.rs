@@ -674,6 +674,24 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
         self.clock.now_ms()
     }
 
+    /// True when `req` carries a live web session cookie and a Host the API accepts: lets
+    /// the media routes (HLS of a protected stream) serve the page's logged-in user. Media
+    /// is GET-only, so no CSRF token is asked; the cookie is SameSite=Strict.
+    pub fn session_valid(&self, req: &HttpRequest<'_>) -> bool {
+        let now = self.clock.now_ms();
+        let mut st = self.st.borrow_mut();
+        if !auth::host_allowed(
+            req.header("host"),
+            &st.cfg.http.allowed_hosts,
+            &st.own_names,
+        ) {
+            return false;
+        }
+        req.header("cookie")
+            .and_then(|c| auth::cookie(c, auth::SESSION_COOKIE))
+            .is_some_and(|sid| st.sessions.check(sid, now).is_some())
+    }
+
     fn random<const N: usize>(&self) -> [u8; N] {
         let mut b = [0u8; N];
         (self.st.borrow_mut().random)(&mut b);
@@ -1039,7 +1057,7 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
                     .api_tokens
                     .iter()
                     .enumerate()
-                    .map(|(i, h)| serde_json::json!({"index": i, "hash_prefix": &h[..h.len().min(15)]}))
+                    .map(|(i, h)| serde_json::json!({"index": i, "hash_prefix": h.get(..15).unwrap_or(h)}))
                     .collect();
                 Ok(json_response(200, &v))
             }

@@ -368,11 +368,18 @@ pub fn host_allowed(host: Option<&str>, allowed: &[String], own_names: &[String]
     let matches = |pat: &str| {
         let pat = pat.trim_end_matches('.');
         match pat.strip_prefix("*.") {
-            Some(suffix) => {
-                name.len() > suffix.len() + 1
-                    && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
-                    && name.as_bytes()[name.len() - suffix.len() - 1] == b'.'
-            }
+            // Bytes, not str slices: a Host may hold UTF-8, and a str cut inside a character
+            // panics.
+            Some(suffix) => name
+                .len()
+                .checked_sub(suffix.len() + 1)
+                .filter(|&dot| dot > 0)
+                .is_some_and(|dot| {
+                    let n = name.as_bytes();
+                    n.get(dot) == Some(&b'.')
+                        && n.get(dot + 1..)
+                            .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix.as_bytes()))
+                }),
             None => name.eq_ignore_ascii_case(pat),
         }
     };
@@ -546,6 +553,23 @@ mod tests {
             l.failed(IpAddr::from([10, 0, 3, i]), i as u64);
         }
         assert_eq!(l.peers.len(), 4);
+    }
+
+    /// A Host with UTF-8 against a `*.` pattern, cut at every byte: no str slicing panic.
+    #[test]
+    fn host_check_with_utf8_never_panics() {
+        let allowed = vec!["*.home.arpa".to_string()];
+        for host in [
+            "a\u{e9}12345678",
+            "\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}",
+            "x.h\u{f6}me.arpa",
+        ] {
+            assert!(!host_allowed(Some(host), &allowed, &[]), "{host}");
+        }
+        assert!(host_allowed(Some("cam.HOME.arpa:80"), &allowed, &[]));
+        assert!(host_allowed(Some("\u{e9}.home.arpa"), &allowed, &[]));
+        assert!(!host_allowed(Some(".home.arpa"), &allowed, &[]));
+        assert!(!host_allowed(Some("xhome.arpa"), &allowed, &[]));
     }
 
     #[test]

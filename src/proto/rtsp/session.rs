@@ -520,11 +520,19 @@ impl RtspConn {
                     Some(ch) => ch,
                     None => {
                         let preferred = (2 * track.index() as u8, 2 * track.index() as u8 + 1);
-                        // Channels 0..=3 hold two tracks; the other track uses at most two.
-                        [preferred, (0, 1), (2, 3)]
+                        // The other track uses at most two channels, which may straddle
+                        // pairs (`interleaved=3-1`, found by fuzzing): take the first free
+                        // pair, never a channel it uses.
+                        let free = (0..=127u8).map(|i| (2 * i, 2 * i + 1));
+                        let Some(ch) = [preferred]
                             .into_iter()
+                            .chain(free)
                             .find(|&ch| !overlaps(ch))
-                            .unwrap_or(preferred)
+                        else {
+                            cx.reply(461, &[], &[]);
+                            return None;
+                        };
+                        ch
                     }
                 };
                 TrackTransport::Interleaved {
