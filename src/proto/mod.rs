@@ -9,3 +9,4 @@ pub mod rtsp;
 pub mod sdp;
 pub mod ts;
 pub mod ts_demux;
+pub mod ws;
