@@ -18,6 +18,7 @@ pub struct Config {
     pub rtsp: RtspConfig,
     pub http: HttpConfig,
     pub hls: HlsConfig,
+    pub fmp4: Fmp4Config,
     pub media: MediaConfig,
     /// One table per stream; empty in the file means one stream `live` from `testsrc`.
     pub streams: BTreeMap<String, StreamConfig>,
@@ -196,6 +197,28 @@ impl Default for HlsConfig {
             enabled: true,
             segment_ms: 1000,
             window: 6,
+        }
+    }
+}
+
+/// fMP4 over WebSocket for browsers (Media Source Extensions): `ws://HOST:PORT/STREAM/ws`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Fmp4Config {
+    pub enabled: bool,
+    /// Fragments kept per stream, as media time at max_bitrate_kbps: how far a slow viewer
+    /// may fall behind before it skips to the newest keyframe (it skips at half of this).
+    pub buffer_ms: u32,
+    /// WebSocket viewers per stream at once; more are refused.
+    pub max_viewers: u32,
+}
+
+impl Default for Fmp4Config {
+    fn default() -> Self {
+        Fmp4Config {
+            enabled: true,
+            buffer_ms: 2000,
+            max_viewers: 32,
         }
     }
 }
@@ -417,6 +440,12 @@ impl Config {
         }
         if !(2..=60).contains(&self.hls.window) {
             return err("hls.window", "must be 2..=60");
+        }
+        if !(500..=30_000).contains(&self.fmp4.buffer_ms) {
+            return err("fmp4.buffer_ms", "must be 500..=30000");
+        }
+        if !(1..=1000).contains(&self.fmp4.max_viewers) {
+            return err("fmp4.max_viewers", "must be 1..=1000");
         }
         if self.rtsp.udp_port != 0
             && (self.rtsp.udp_port == u16::MAX

@@ -10,6 +10,7 @@ use crate::media::budget::{MemoryPlan, StreamPlan, HLS_SEGMENT_ENTRY_BYTES};
 use crate::media::fanout::{lock, FrameCursor, SharedHub, StreamHub};
 use crate::media::ring::MediaRing;
 use crate::net;
+use crate::net::fmp4::{Fmp4Handler, Fmp4Stream, Fmp4StreamConfig};
 use crate::net::hls::{HlsHandler, HlsStream, HlsStreamConfig};
 use crate::net::http::{HttpHandler, HttpLimits, HttpServer};
 use crate::net::rtsp::{RtspServer, RtspStream};
@@ -127,6 +128,17 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
             w.viewer_event(stream, "rtsp", id, joined);
         }
     }));
+    if cfg.fmp4.enabled {
+        let web_weak = Rc::downgrade(&web);
+        let session_ok: crate::net::fmp4::SessionCheck =
+            Box::new(move |req| web_weak.upgrade().is_some_and(|w| w.has_session(req)));
+        http_handlers.push(Rc::new(start_fmp4(
+            &cfg,
+            &starts,
+            epoch_unix_ms,
+            session_ok,
+        )));
+    }
     http_handlers.push(web.clone());
     let http_server = HttpServer::new(
         HttpLimits {
@@ -208,6 +220,49 @@ fn start_hls(
         cfg.hls.window
     );
     HlsHandler::new(streams)
+}
+
+/// Registers one fMP4 fragment store per stream on its hub (sized by the plan) and returns
+/// the WebSocket route that serves it.
+fn start_fmp4(
+    cfg: &Config,
+    starts: &[(StreamPlan, StreamConfig, SharedHub)],
+    epoch_unix_ms: u64,
+    session_ok: crate::net::fmp4::SessionCheck,
+) -> Fmp4Handler {
+    let mut streams = Vec::new();
+    for (sp, scfg, hub) in starts {
+        let expect_audio = match scfg.source.kind {
+            SourceKind::Testsrc => scfg.source.audio,
+            _ => scfg.audio.is_some(),
+        };
+        let mut hub = lock(hub);
+        let cursor = FrameCursor::start(&hub.ring, [true, true], sp.ring_bytes as u64 / 2);
+        let stream = Arc::new(Mutex::new(Fmp4Stream::new(
+            Fmp4StreamConfig {
+                name: sp.name.clone(),
+                arena_bytes: sp.fmp4_arena_bytes,
+                slots: sp.fmp4_slots,
+                max_au_bytes: sp.max_au_bytes,
+                max_viewers: cfg.fmp4.max_viewers as usize,
+                expect_audio,
+                epoch_unix_ms,
+            },
+            cursor,
+        )));
+        if !hub.add_consumer(stream.clone()) {
+            log::error!("[{}] fMP4: no consumer slot on the hub", sp.name);
+            continue;
+        }
+        streams.push((scfg.auth.clone(), stream));
+    }
+    log::info!(
+        "fMP4 WebSocket: {} stream(s), {} ms of fragments, up to {} viewers each",
+        streams.len(),
+        cfg.fmp4.buffer_ms,
+        cfg.fmp4.max_viewers
+    );
+    Fmp4Handler::new(streams, session_ok, cfg.http.send_timeout_ms.into())
 }
 
 /// Tells systemd we are up (Type=notify), and feeds its watchdog only while frames flow: a

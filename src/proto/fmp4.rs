@@ -156,7 +156,8 @@ pub fn write_init(
     }
     let ps_len = video.map_or(0, |v| v.vps.len() + v.sps.len() + v.pps.len());
     out.clear();
-    out.resize(1024 + ps_len, 0);
+    // Both tracks' boxes take ~1.1 KiB besides the parameter sets.
+    out.resize(2048 + ps_len, 0);
     let len = {
         let mut w = BoxWriter::new(out);
         let ftyp = w.begin(b"ftyp");

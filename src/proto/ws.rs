@@ -92,28 +92,34 @@ pub fn accept_key(key: &str) -> heapless::String<28> {
 
 /// Standard base64 (RFC 4648 §4) of 20 bytes: 28 characters with one `=`.
 fn base64_20(b: &[u8; 20]) -> heapless::String<28> {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut s = heapless::String::new();
-    let mut push = |i: u32| {
-        let _ = s.push(ALPHABET[(i & 63) as usize] as char);
-    };
+    base64_each(b, |c| {
+        let _ = s.push(c);
+    });
+    s
+}
+
+/// Appends standard base64 (RFC 4648 §4, padded) of `b` to `out`.
+pub fn base64_encode(b: &[u8], out: &mut String) {
+    base64_each(b, |c| out.push(c));
+}
+
+fn base64_each(b: &[u8], mut push: impl FnMut(char)) {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     for c in b.chunks(3) {
         let n = c
             .iter()
             .enumerate()
             .fold(0u32, |n, (i, &x)| n | u32::from(x) << (16 - 8 * i));
-        push(n >> 18);
-        push(n >> 12);
-        if c.len() > 1 {
-            push(n >> 6);
-        }
-        if c.len() > 2 {
-            push(n);
+        for (k, d) in [n >> 18, n >> 12, n >> 6, n].into_iter().enumerate() {
+            // A chunk of k bytes gives k + 1 digits; the rest is padding.
+            push(if k <= c.len() {
+                ALPHABET[(d & 63) as usize] as char
+            } else {
+                '='
+            });
         }
     }
-    let _ = s.push('=');
-    s
 }
 
 /// Writes an unmasked, final server frame header for `len` payload bytes; returns its length.
@@ -326,6 +332,22 @@ mod tests {
     }
 
     #[test]
+    fn base64_rfc_4648_vectors() {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+            ("fooba", "Zm9vYmE="),
+        ] {
+            let mut s = String::new();
+            base64_encode(i.as_bytes(), &mut s);
+            assert_eq!(s, o);
+        }
+    }
+
+    #[test]
     fn handshake_checks() {
         let ok = |name: &str| -> Option<&'static str> {
             match name {
@@ -340,10 +362,7 @@ mod tests {
             check_upgrade("GET", ok).unwrap().as_str(),
             "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
-        assert_eq!(
-            check_upgrade("POST", ok),
-            Err(HandshakeError::Malformed)
-        );
+        assert_eq!(check_upgrade("POST", ok), Err(HandshakeError::Malformed));
         assert_eq!(
             check_upgrade("GET", |_| None),
             Err(HandshakeError::NotUpgrade)
@@ -358,7 +377,10 @@ mod tests {
             "sec-websocket-key" => Some("short"),
             other => ok(other),
         };
-        assert_eq!(check_upgrade("GET", bad_key), Err(HandshakeError::Malformed));
+        assert_eq!(
+            check_upgrade("GET", bad_key),
+            Err(HandshakeError::Malformed)
+        );
     }
 
     #[test]
@@ -377,7 +399,9 @@ mod tests {
     #[test]
     fn reads_masked_ping_and_close_byte_by_byte() {
         // §5.7: a masked "Hello" ping, then a masked close 1000, with a data frame between.
-        let ping = [0x89, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+        let ping = [
+            0x89, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
         let text = [0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2];
         let close = [0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8];
         let all: Vec<u8> = [&ping[..], &text, &close].concat();

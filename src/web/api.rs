@@ -680,6 +680,19 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
         b
     }
 
+    /// Whether `req` carries a live web session cookie: media routes (the fMP4 WebSocket) let
+    /// a logged-in user watch a stream that has credentials.
+    pub fn has_session(&self, req: &HttpRequest<'_>) -> bool {
+        let Some(sid) = req
+            .header("cookie")
+            .and_then(|c| auth::cookie(c, auth::SESSION_COOKIE))
+        else {
+            return false;
+        };
+        let now = self.clock.now_ms();
+        self.st.borrow_mut().sessions.check(sid, now).is_some()
+    }
+
     /// Who is calling, if anyone valid.
     fn caller(&self, req: &HttpRequest<'_>) -> Result<Caller, ApiError> {
         let mut st = self.st.borrow_mut();
