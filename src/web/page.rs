@@ -24,7 +24,7 @@ pub fn security_headers(r: HttpResponse) -> HttpResponse {
         .with_header("Referrer-Policy", "no-referrer")
         .with_header(
             "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+            "default-src 'self'; img-src 'self' data:; media-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
         )
 }
 

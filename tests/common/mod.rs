@@ -667,3 +667,24 @@ pub fn fmp4_fragment_info(frag: &[u8]) -> Option<(u32, u64, u32)> {
     };
     Some((id, t, sample_flags))
 }
+
+/// `tests/web` with playwright-core installed (npm, once), for the Chromium tests.
+pub fn web_dir_ready() -> PathBuf {
+    require_tool("chromium");
+    require_tool("node");
+    require_tool("npm");
+    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web");
+    if !web
+        .join("node_modules/playwright-core/package.json")
+        .exists()
+    {
+        let (ok, out, err) = run_bounded(
+            Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund"])
+                .current_dir(&web),
+            Duration::from_secs(300),
+        );
+        assert!(ok, "npm install in tests/web failed:\n{out}\n{err}");
+    }
+    web
+}
