@@ -109,6 +109,10 @@ pub struct Fmp4Stats {
     pub viewers_refused: u64,
     /// Viewers that had to skip ahead to a keyframe.
     pub resyncs: u64,
+    /// Viewers whose socket is full right now (their connection task waits for it).
+    pub viewers_blocked: usize,
+    /// Bytes written to viewers' sockets.
+    pub sent_bytes: u64,
 }
 
 /// One stream's fragment store and its WebSocket viewers.
@@ -159,7 +163,8 @@ impl Fmp4Stream {
 
     pub fn stats(&self) -> Fmp4Stats {
         Fmp4Stats {
-            viewers: self.viewers.len(),
+            viewers: self.viewers.iter().filter(|v| !v.closed).count(),
+            viewers_blocked: self.viewers.iter().filter(|v| v.blocked).count(),
             ..self.stats
         }
     }
@@ -248,8 +253,9 @@ impl Fmp4Stream {
         }
     }
 
-    /// Registers a WebSocket viewer starting at the newest keyframe; None when full.
-    fn add_viewer(&mut self, socket: Arc<Async<TcpStream>>) -> Option<u64> {
+    /// Registers a WebSocket viewer (after the 101 was sent on `socket`) starting at the
+    /// newest keyframe; None when full. Its connection task pumps it while it is blocked.
+    pub fn add_viewer(&mut self, socket: Arc<Async<TcpStream>>) -> Option<u64> {
         self.viewers.retain(|v| !v.closed);
         if self.viewers.len() >= self.cfg.max_viewers {
             self.stats.viewers_refused += 1;
@@ -274,7 +280,7 @@ impl Fmp4Stream {
         Some(id)
     }
 
-    fn remove_viewer(&mut self, id: u64) {
+    pub fn remove_viewer(&mut self, id: u64) {
         if let Some(v) = self.viewers.iter().find(|v| v.id == id) {
             self.stats.resyncs += v.cursor.resyncs;
         }
@@ -296,6 +302,7 @@ impl Fmp4Stream {
             viewers,
             muxer,
             cfg,
+            stats,
             ..
         } = self;
         let max_lag_bytes = &(cfg.arena_bytes as u64 / 2);
@@ -356,7 +363,10 @@ impl Fmp4Stream {
                     }
                 },
             };
-            match write_message(&v.socket, opcode, payload, &mut pos) {
+            let before = pos;
+            let r = write_message(&v.socket, opcode, payload, &mut pos);
+            stats.sent_bytes += (pos - before) as u64;
+            match r {
                 Ok(true) => {
                     v.sending = None;
                     match msg {
