@@ -10,7 +10,13 @@ use std::time::{Duration, Instant};
 
 const STREAMS: &str = r#"
 [media]
-memory_mib = 48
+memory_mib = 64
+
+[streams.hevc.source]
+kind = "file"
+format = "h265"
+fps = 25.0
+path = "FIXTURE"
 
 [streams.live.source]
 kind = "testsrc"
@@ -60,7 +66,11 @@ fn capture(ws: &mut WsClient, secs: u64) -> (String, Vec<u8>, Vec<Vec<u8>>) {
 fn websocket_fmp4_decodes_cleanly_with_increasing_tfdt_and_honours_credentials() {
     require_tool("ffmpeg");
     require_tool("ffprobe");
-    let d = Daemon::start("fmp4-e2e", STREAMS);
+    let fixture = fixture("ffmpeg_testsrc_160x120_x265.h265");
+    let d = Daemon::start(
+        "fmp4-e2e",
+        &STREAMS.replace("FIXTURE", fixture.to_str().unwrap()),
+    );
     d.wait_live("live", Duration::from_secs(20));
     let port = d.http_port;
     // H.264 + AAC from the test source, 3 s.
@@ -169,6 +179,41 @@ fn websocket_fmp4_decodes_cleanly_with_increasing_tfdt_and_honours_credentials()
     assert_eq!(
         WsClient::connect(port, "/nope/ws", &[]).err().map(|e| e.0),
         Some(404)
+    );
+
+    // H.265 (hvcC in an hvc1 sample entry, as Safari wants it) from x265 via a file source.
+    let (mut ws, _) = WsClient::connect(port, "/hevc/ws", &[]).expect("upgrade");
+    let (hello, init, frags) = capture(&mut ws, 2);
+    assert!(hello.contains("\"codecs\":\"hvc1."), "{hello}");
+    let file = dir.join("hevc.mp4");
+    let mut all = init;
+    for f in &frags {
+        all.extend_from_slice(f);
+    }
+    std::fs::write(&file, &all).unwrap();
+    let (ok, _, err) = run_bounded(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "warning", "-i"])
+            .arg(&file)
+            .args(["-f", "null", "-"]),
+        Duration::from_secs(60),
+    );
+    assert!(ok && err.trim().is_empty(), "ffmpeg on H.265 fMP4: {err}");
+    let (_, out, _) = run_bounded(
+        Command::new("ffprobe")
+            .args([
+                "-v",
+                "warning",
+                "-show_entries",
+                "stream=codec_name,codec_tag_string,width,height",
+            ])
+            .args(["-of", "compact"])
+            .arg(&file),
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.contains("codec_name=hevc|codec_tag_string=hvc1|width=160|height=120"),
+        "{out}"
     );
 
     // A protected stream: 401 without credentials or with wrong ones, plays with Basic.

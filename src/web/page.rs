@@ -5,7 +5,7 @@
 //!
 //! Owns: the asset bytes and the security headers they are served with (a Content Security
 //! Policy of `default-src 'self'`, which is why script and style are separate files rather
-//! than inline). Must not: hold any state.
+//! than inline; `media-src blob:` lets the live player attach its MediaSource). Must not: hold any state.
 
 use crate::net::http::{HttpBody, HttpResponse};
 
