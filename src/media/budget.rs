@@ -250,10 +250,14 @@ mod tests {
         let q = MemoryPlan::new(&off, None, None).unwrap();
         assert_eq!(q.streams[0].hls_bytes, 0);
         assert_eq!(p.total_bytes - q.total_bytes, p.streams[0].hls_bytes);
-        // fMP4: 2 s at 4000 kbps (1 MB) + 150 frames' moof, but at least 4 of the largest
-        // fragments; the descriptors, one fragment of scratch; all of it in the figure.
+        // fMP4: 2 s at 4000 kbps (1 MB) + 150 frames' moof is less than 4 of the largest
+        // fragments, which the arena needs at least; plus the descriptors and one fragment
+        // of scratch; all of it in the figure.
         let f = &p.streams[0];
-        assert_eq!(f.fmp4_arena_bytes, (1_000_000 + 150 * 112).max(4 * 375_112));
+        assert_eq!(f.fmp4_arena_bytes, 4 * 375_112);
+        let big = Config::parse("[fmp4]\nbuffer_ms = 10000\n", "t").unwrap();
+        let b = MemoryPlan::new(&big, None, None).unwrap();
+        assert_eq!(b.streams[0].fmp4_arena_bytes, 5_000_000 + 750 * 112);
         assert_eq!(f.fmp4_slots, 256);
         assert_eq!(
             f.fmp4_bytes,

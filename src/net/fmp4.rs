@@ -287,6 +287,15 @@ impl Fmp4Stream {
         self.viewers.retain(|v| v.id != id);
     }
 
+    /// The socket of viewer `id` has room again (its connection task saw it writable):
+    /// clears the block and pumps it.
+    pub fn resume(&mut self, id: u64) {
+        if let Some(i) = self.viewers.iter().position(|v| v.id == id) {
+            self.viewers[i].blocked = false;
+            self.pump(i);
+        }
+    }
+
     fn viewer(&mut self, id: u64) -> Option<&mut WsViewer> {
         self.viewers.iter_mut().find(|v| v.id == id)
     }
@@ -333,8 +342,8 @@ impl Fmp4Stream {
                             // MSE needs a keyframe first; audio before it is dropped too, so
                             // both tracks start together.
                             Some(f)
-                                if !v.started
-                                    && !(f.meta.track == Track::Video && f.meta.keyframe) =>
+                                if !(v.started
+                                    || f.meta.track == Track::Video && f.meta.keyframe) =>
                             {
                                 continue
                             }
@@ -663,11 +672,7 @@ impl WsSession {
                     if ok.is_err() {
                         break "stalled (send timeout)";
                     }
-                    let mut st = lock(&self.stream);
-                    if let Some(i) = st.viewers.iter().position(|v| v.id == id) {
-                        st.viewers[i].blocked = false;
-                        st.pump(i);
-                    }
+                    lock(&self.stream).resume(id);
                 }
             }
         };
@@ -709,5 +714,235 @@ impl Future for Signal<'_> {
             _ => v.waker = Some(cx.waker().clone()),
         }
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::fanout::StreamHub;
+    use crate::media::{Codec, FrameMeta};
+    use std::io::Read;
+    use std::net::TcpListener;
+
+    fn params(sps_level: u8) -> crate::media::VideoParams {
+        crate::ingest::source::video_params(
+            Codec::H264,
+            &[],
+            &[0x67, 0x42, 0xc0, sps_level, 0xda, 0x05, 0x07, 0xe8, 0x40],
+            &[0x68, 0xce, 0x3c, 0x80],
+        )
+    }
+
+    fn hub_and_store(arena_bytes: usize) -> (StreamHub, SharedFmp4Stream) {
+        let mut hub = StreamHub::new("live", MediaRing::new(1 << 20, 1024), 4);
+        let cursor = FrameCursor::start(&hub.ring, [true, true], 1 << 19);
+        let s = Arc::new(Mutex::new(Fmp4Stream::new(
+            Fmp4StreamConfig {
+                name: "live".into(),
+                arena_bytes,
+                slots: 256,
+                max_au_bytes: 16 * 1024,
+                max_viewers: 2,
+                expect_audio: false,
+                epoch_unix_ms: 1_735_689_600_000,
+            },
+            cursor,
+        )));
+        assert!(hub.add_consumer(s.clone()));
+        (hub, s)
+    }
+
+    fn vframe(hub: &mut StreamHub, i: u64, len: usize) {
+        let mut au = ((len - 4) as u32).to_be_bytes().to_vec();
+        au.push(if i.is_multiple_of(10) { 0x65 } else { 0x41 });
+        au.resize(len, 7);
+        let meta = FrameMeta {
+            track: Track::Video,
+            pts: i * 3000,
+            dts: i * 3000,
+            keyframe: i.is_multiple_of(10),
+        };
+        hub.publish(meta, &au, i * 33).unwrap();
+    }
+
+    /// A connected pair: the server side as the store wants it, the client side blocking.
+    fn socket_pair() -> (Arc<Async<TcpStream>>, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        (Arc::new(Async::new(s).unwrap()), c)
+    }
+
+    fn read_msg(c: &mut TcpStream) -> (u8, Vec<u8>) {
+        let mut h = [0u8; 2];
+        c.read_exact(&mut h).unwrap();
+        let len = match h[1] {
+            126 => {
+                let mut b = [0u8; 2];
+                c.read_exact(&mut b).unwrap();
+                u16::from_be_bytes(b) as usize
+            }
+            127 => {
+                let mut b = [0u8; 8];
+                c.read_exact(&mut b).unwrap();
+                u64::from_be_bytes(b) as usize
+            }
+            n => n as usize,
+        };
+        let mut p = vec![0u8; len];
+        c.read_exact(&mut p).unwrap();
+        (h[0] & 0x0f, p)
+    }
+
+    #[test]
+    fn viewer_gets_hello_init_then_fragments_from_a_keyframe_and_a_new_init_on_change() {
+        let (mut hub, s) = hub_and_store(256 * 1024);
+        hub.set_video_params(params(0x1e));
+        for i in 0..15 {
+            vframe(&mut hub, i, 500);
+        }
+        let (sock, mut c) = socket_pair();
+        let id = lock(&s).add_viewer(sock).unwrap();
+        for i in 15..25 {
+            vframe(&mut hub, i, 500);
+        }
+        let (op, hello) = read_msg(&mut c);
+        assert_eq!(op, ws::OP_TEXT);
+        let hello = String::from_utf8(hello).unwrap();
+        assert_eq!(
+            hello,
+            "{\"codecs\":\"avc1.42c01e\",\"unix_ms_at_zero\":1735686000000}"
+        );
+        let (op, init) = read_msg(&mut c);
+        assert_eq!((op, &init[4..8]), (ws::OP_BINARY, &b"ftyp"[..]));
+        assert_eq!(init, lock(&s).init_segment());
+        // From the newest keyframe held when it joined (frame 10), every frame in order.
+        for i in 10..25u64 {
+            let (op, f) = read_msg(&mut c);
+            assert_eq!(op, ws::OP_BINARY);
+            assert_eq!(
+                crate::proto::fmp4::fragment_decode_time(&f),
+                Some(i * 3000),
+                "fragment {i}"
+            );
+            assert_eq!(f.len(), FRAGMENT_OVERHEAD_BYTES + 500);
+        }
+        // New parameters: a new hello and init before the next keyframe's fragment.
+        hub.set_video_params(params(0x1f));
+        for i in 30..32 {
+            vframe(&mut hub, i, 500);
+        }
+        let (op, hello) = read_msg(&mut c);
+        assert_eq!(op, ws::OP_TEXT);
+        assert!(String::from_utf8(hello).unwrap().contains("avc1.42c01f"));
+        assert_eq!(read_msg(&mut c).0, ws::OP_BINARY);
+        let (_, f) = read_msg(&mut c);
+        assert_eq!(crate::proto::fmp4::fragment_decode_time(&f), Some(90_000));
+        let st = lock(&s).stats();
+        assert_eq!(
+            (st.viewers, st.viewers_blocked, st.refused_frames),
+            (1, 0, 0)
+        );
+        lock(&s).remove_viewer(id);
+        assert_eq!(lock(&s).stats().viewers, 0);
+    }
+
+    #[test]
+    fn a_full_socket_blocks_only_that_viewer_and_the_cap_holds() {
+        let (mut hub, s) = hub_and_store(4 << 20);
+        hub.set_video_params(params(0x1e));
+        vframe(&mut hub, 0, 100);
+        let (slow, _never_read) = socket_pair();
+        let _ = socket2::SockRef::from(slow.get_ref()).set_send_buffer_size(4096);
+        let (fast, mut c) = socket_pair();
+        lock(&s).add_viewer(slow).unwrap();
+        let fast_id = lock(&s).add_viewer(fast).unwrap();
+        let (third, _) = socket_pair();
+        assert_eq!(lock(&s).add_viewer(third), None, "max_viewers = 2");
+        let reader = std::thread::spawn(move || {
+            let mut total = 0usize;
+            let mut b = [0u8; 65536];
+            while let Ok(n) = c.read(&mut b) {
+                if n == 0 {
+                    break;
+                }
+                total += n;
+                if total >= 2_900_000 {
+                    break;
+                }
+            }
+            total
+        });
+        for i in 1..250 {
+            vframe(&mut hub, i, 12_000);
+            // What the fast viewer's connection task does when its reader is late.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while lock(&s).stats().viewers_blocked == 2 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+                lock(&s).resume(fast_id);
+            }
+        }
+        let st = lock(&s).stats();
+        assert_eq!(st.viewers_blocked, 1, "only the slow one: {st:?}");
+        assert_eq!(st.viewers_refused, 1);
+        assert!(
+            reader.join().unwrap() >= 2_900_000,
+            "the fast viewer got everything"
+        );
+    }
+
+    fn req<'a>(path: &'a str, headers: &'a [(&'a str, &'a str)]) -> HttpRequest<'a> {
+        HttpRequest {
+            method: "GET",
+            path,
+            query: None,
+            headers,
+            body: &[],
+            peer: "127.0.0.1:1".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn handler_checks_credentials_and_the_handshake() {
+        let (_hub, s) = hub_and_store(256 * 1024);
+        let auth = AuthConfig {
+            user: "viewer".into(),
+            password: "s3cret".into(),
+        };
+        let h = Fmp4Handler::new(
+            vec![(Some(auth), s)],
+            Box::new(|r| r.header("cookie") == Some("rillcast_session=ok")),
+            1000,
+        );
+        let up: &[(&str, &str)] = &[
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ];
+        assert!(h.handle(&req("/other/ws", up)).is_none());
+        assert!(h.handle(&req("/live/index.m3u8", up)).is_none());
+        let r = h.handle(&req("/live/ws", up)).unwrap();
+        assert_eq!(r.status, 401);
+        let with = |extra: (&'static str, &'static str)| {
+            let mut v = up.to_vec();
+            v.push(extra);
+            v
+        };
+        let basic = with(("Authorization", "Basic dmlld2VyOnMzY3JldA=="));
+        let r = h.handle(&req("/live/ws", &basic)).unwrap();
+        assert_eq!(r.status, 101);
+        assert!(r
+            .headers
+            .iter()
+            .any(|(k, v)| *k == "Sec-WebSocket-Accept" && v == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+        let wrong = with(("Authorization", "Basic dmlld2VyOnMzY3JldB=="));
+        assert_eq!(h.handle(&req("/live/ws", &wrong)).unwrap().status, 401);
+        let cookie = with(("Cookie", "rillcast_session=ok"));
+        assert_eq!(h.handle(&req("/live/ws", &cookie)).unwrap().status, 101);
+        let plain: &[(&str, &str)] = &[("Authorization", "Basic dmlld2VyOnMzY3JldA==")];
+        assert_eq!(h.handle(&req("/live/ws", plain)).unwrap().status, 400);
     }
 }
