@@ -8,7 +8,9 @@ use common::*;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const STREAMS: &str = r#"
+// The harness puts these first lines in [http].
+const STREAMS: &str = r#"send_timeout_ms = 2000
+
 [media]
 memory_mib = 64
 
@@ -73,6 +75,10 @@ fn websocket_fmp4_decodes_cleanly_with_increasing_tfdt_and_honours_credentials()
     );
     d.wait_live("live", Duration::from_secs(20));
     let port = d.http_port;
+    // A viewer that never reads: blocked once the kernel buffers are full, then closed after
+    // the send timeout, while the others below play on.
+    let (stalled, _) = WsClient::connect(port, "/live/ws", &[]).expect("upgrade");
+    let _ = socket2::SockRef::from(&stalled.stream).set_recv_buffer_size(4096);
     // H.264 + AAC from the test source, 3 s.
     let (mut ws, head) = WsClient::connect(port, "/live/ws", &[]).expect("upgrade");
     assert!(
@@ -234,6 +240,14 @@ fn websocket_fmp4_decodes_cleanly_with_increasing_tfdt_and_honours_credentials()
     let (hello, _, frags) = capture(&mut ws, 1);
     assert!(!hello.contains("mp4a"), "no audio on cam: {hello}");
     assert!(frags.len() >= 25);
+    // By now the stalled viewer has been closed (~1 s to fill its buffers at 1.8 Mbit/s,
+    // then 2 s of send timeout); it never held up anyone above.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !d.log().contains("left: stalled (send timeout)") {
+        assert!(Instant::now() < deadline, "stalled viewer not closed:\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(stalled);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
