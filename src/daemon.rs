@@ -56,7 +56,8 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
         let hub: SharedHub = Arc::new(Mutex::new(StreamHub::new(
             &sp.name,
             ring,
-            plan.max_viewers as usize + 4,
+            // Room for the HLS and fMP4 consumers and a few push targets besides the viewers.
+            plan.max_viewers as usize + 5,
         )));
         rtsp_streams.push(RtspStream {
             name: sp.name.clone(),
