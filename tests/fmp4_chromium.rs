@@ -1,7 +1,8 @@
 //! The page's live player in Debian's headless Chromium: fMP4 over WebSocket into Media
 //! Source Extensions, from the real daemon. For 10 s the video's currentTime advances every
 //! second (no stall), the picture is decoded (`videoWidth > 0`) and not blank (pixel spread
-//! of a canvas copy), and the stream with credentials plays too for the logged-in user.
+//! of a canvas copy), the frame shown is less than a second old, and the stream with
+//! credentials plays too for the logged-in user.
 //! Saves `out/mse-player.png`.
 
 mod common;

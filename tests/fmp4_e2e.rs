@@ -244,7 +244,11 @@ fn websocket_fmp4_decodes_cleanly_with_increasing_tfdt_and_honours_credentials()
     // then 2 s of send timeout); it never held up anyone above.
     let deadline = Instant::now() + Duration::from_secs(15);
     while !d.log().contains("left: stalled (send timeout)") {
-        assert!(Instant::now() < deadline, "stalled viewer not closed:\n{}", d.log());
+        assert!(
+            Instant::now() < deadline,
+            "stalled viewer not closed:\n{}",
+            d.log()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     drop(stalled);

@@ -2,7 +2,8 @@
 // (headless, fresh profile) through playwright-core: sets the first password, then for each
 // stream named, waits for a decoded picture and samples the <video> once a second for
 // SECONDS: currentTime must advance every second (no stall), the picture must not be blank
-// (pixel spread of a canvas copy), and the latency readout is recorded. Saves a screenshot.
+// (pixel spread of a canvas copy), and the page's latency readout (age of the frame shown,
+// from requestVideoFrameCallback) is under a second. Saves a screenshot.
 // Usage: node play-mse.mjs <base URL> <seconds> <screenshot path> <stream>...
 // Prints one JSON line; exit code 0 = every stream played.
 import { chromium } from 'playwright-core';
@@ -74,7 +75,8 @@ try {
       spread: Math.min(...s.map((x) => x.spread)), max_ahead_s: Math.max(...s.map((x) => x.ahead)),
       latency_s: last.latency, jumps: last.jumps, info: last.info };
     seen.streams[n] = r;
-    if (!(minStep > 0.5 && r.width > 0 && r.spread > 30)) ok = false;
+    // Sub-second: the frame on screen was taken less than a second ago (same clock here).
+    if (!(minStep > 0.5 && r.width > 0 && r.spread > 30 && r.latency_s > 0 && r.latency_s < 1.0)) ok = false;
   }
   await page.locator('[data-stream] video').first().scrollIntoViewIfNeeded();
   if (shot) await page.screenshot({ path: shot, fullPage: true });

@@ -147,6 +147,11 @@ function player(x) {
   p = players[x.name] = { name: x.name, hls: x.hls_path, video, info, el: h("div", { class: "player-box" }, video, info),
     ws: null, sb: null, queue: [], zero: 0, mode: "", stalls: 0, jumps: 0 };
   if (!MSE) { hlsFallback(p, "no Media Source Extensions"); } else connect(p);
+  // The age of each frame as it is shown: its camera time is unix_ms_at_zero + media time.
+  if (video.requestVideoFrameCallback) {
+    const onFrame = (_, m) => { p.frame_age_s = (Date.now() - (p.zero + m.mediaTime * 1000)) / 1000; video.requestVideoFrameCallback(onFrame); };
+    video.requestVideoFrameCallback(onFrame);
+  }
   setInterval(() => liveEdge(p), 500);
   return p;
 }
@@ -201,7 +206,7 @@ function liveEdge(p) {
   if (v.paused) v.play().catch(() => {});
   // Keep a few seconds behind the playhead, never more.
   if (!p.sb.updating && v.currentTime - b.start(0) > 10) { try { p.sb.remove(0, v.currentTime - 5); } catch (_) { /* next time */ } }
-  const lat = (Date.now() - (p.zero + v.currentTime * 1000)) / 1000;
+  const lat = p.frame_age_s != null ? p.frame_age_s : (Date.now() - (p.zero + v.currentTime * 1000)) / 1000;
   p.latency_s = lat;
   p.info.textContent = `fMP4 · ${lat.toFixed(2)} s behind the camera · ${v.videoWidth}×${v.videoHeight}`;
 }
