@@ -329,6 +329,9 @@ pub struct SourceConfig {
     pub gop_frames: u32,
     /// `testsrc`: also make an AAC tone.
     pub audio: bool,
+    /// `testsrc`: the binary strip in the bottom row shows the capture time (Unix ms, low 16
+    /// bits) instead of the frame number, so a player can measure glass-to-glass latency.
+    pub paint_clock: bool,
     /// `exec`/`tcp`: first restart delay; doubles up to `restart_max_ms`.
     pub restart_min_ms: u32,
     pub restart_max_ms: u32,
@@ -348,6 +351,7 @@ impl Default for SourceConfig {
             height: 720,
             gop_frames: 30,
             audio: true,
+            paint_clock: false,
             restart_min_ms: 500,
             restart_max_ms: 30_000,
         }

@@ -2,7 +2,9 @@
 //! Source Extensions, from the real daemon. For 10 s the video's currentTime advances every
 //! second (no stall), the picture is decoded (`videoWidth > 0`) and not blank (pixel spread
 //! of a canvas copy), the frame shown is less than a second old, and the stream with
-//! credentials plays too for the logged-in user.
+//! credentials plays too for the logged-in user. Glass-to-glass: the test source paints its
+//! capture time into the picture, and the browser reads it back from every presented frame
+//! (`requestVideoFrameCallback` + canvas), with no decoder of ours: median under a second.
 //! Saves `out/mse-player.png`.
 
 mod common;
@@ -24,6 +26,7 @@ memory_mib = 48
 kind = "testsrc"
 width = 320
 height = 240
+paint_clock = true
 
 [streams.cam.source]
 kind = "testsrc"

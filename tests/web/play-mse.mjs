@@ -3,7 +3,9 @@
 // stream named, waits for a decoded picture and samples the <video> once a second for
 // SECONDS: currentTime must advance every second (no stall), the picture must not be blank
 // (pixel spread of a canvas copy), and the page's latency readout (age of the frame shown,
-// from requestVideoFrameCallback) is under a second. Saves a screenshot.
+// from requestVideoFrameCallback) is under a second. The first stream's test source paints
+// its capture time into the picture: read back from every presented frame, the median
+// glass-to-glass latency must be under a second too. Saves a screenshot.
 // Usage: node play-mse.mjs <base URL> <seconds> <screenshot path> <stream>...
 // Prints one JSON line; exit code 0 = every stream played.
 import { chromium } from 'playwright-core';
@@ -59,6 +61,25 @@ try {
       ahead: b.length ? b.end(b.length - 1) - v.currentTime : 0, latency: p.latency_s, jumps: p.jumps,
       info: p.info.textContent };
   };
+  // Glass-to-glass on the first stream (its test source paints its capture time, Unix ms
+  // mod 2^16, as 16 bits in the bottom macroblock row): read back from each presented frame.
+  await page.evaluate((n) => {
+    const v = window.rillcastPlayers[n].video;
+    const c = document.createElement('canvas');
+    const g = c.getContext('2d', { willReadFrequently: true });
+    window.__g2g = [];
+    const onFrame = () => {
+      const now = Date.now();
+      c.width = v.videoWidth; c.height = v.videoHeight;
+      g.drawImage(v, 0, 0);
+      const row = g.getImageData(0, c.height - 8, 16 * 16, 1).data;
+      let stamp = 0;
+      for (let i = 0; i < 16; i++) stamp = stamp * 2 + (row[(i * 16 + 8) * 4 + 1] > 128 ? 1 : 0);
+      window.__g2g.push(((now % 65536) - stamp + 65536) % 65536);
+      v.requestVideoFrameCallback(onFrame);
+    };
+    v.requestVideoFrameCallback(onFrame);
+  }, streams[0]);
   const samples = {};
   for (const n of streams) samples[n] = [await page.evaluate(probe, n)];
   for (let i = 0; i < Number(seconds); i++) {
@@ -78,6 +99,10 @@ try {
     // Sub-second: the frame on screen was taken less than a second ago (same clock here).
     if (!(minStep > 0.5 && r.width > 0 && r.spread > 30 && r.latency_s > 0 && r.latency_s < 1.0)) ok = false;
   }
+  const g2g = (await page.evaluate(() => window.__g2g)).slice(30).sort((a, b) => a - b);
+  seen.glass_to_glass_ms = { frames: g2g.length, median: g2g[g2g.length >> 1], p90: g2g[Math.floor(g2g.length * 0.9)] };
+  // A misread strip gives values spread over 0..65535: the tail bounds that too.
+  if (!(g2g.length > 100 && seen.glass_to_glass_ms.median < 1000 && seen.glass_to_glass_ms.p90 < 2000)) ok = false;
   await page.locator('[data-stream] video').first().scrollIntoViewIfNeeded();
   if (shot) await page.screenshot({ path: shot, fullPage: true });
 } catch (e) {
