@@ -893,6 +893,59 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_viewer_far_behind_skips_to_the_newest_keyframe_and_memory_stays_put() {
+        let (mut hub, s) = hub_and_store(1 << 20);
+        hub.set_video_params(params(0x1e));
+        let (sock, c) = socket_pair();
+        let _ = socket2::SockRef::from(sock.get_ref()).set_send_buffer_size(4096);
+        let id = lock(&s).add_viewer(sock).unwrap();
+        // Nobody reads: the viewer blocks early; 60 frames of 12 KB pass it by (720 KB, more
+        // than half of the 1 MiB store, less than all of it).
+        for i in 0..60 {
+            vframe(&mut hub, i, 12_000);
+        }
+        assert_eq!(lock(&s).stats().viewers_blocked, 1);
+        let mut c = c;
+        c.set_read_timeout(Some(Duration::from_millis(700)))
+            .unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut times = Vec::new();
+            // hello and init first
+            assert_eq!(read_msg(&mut c).0, ws::OP_TEXT);
+            assert_eq!(read_msg(&mut c).0, ws::OP_BINARY);
+            let mut h = [0u8; 2];
+            while c.read_exact(&mut h).is_ok() {
+                let mut b = [0u8; 2];
+                let len = match h[1] {
+                    126 => {
+                        c.read_exact(&mut b).unwrap();
+                        u16::from_be_bytes(b) as usize
+                    }
+                    n => n as usize,
+                };
+                let mut p = vec![0u8; len];
+                c.read_exact(&mut p).unwrap();
+                times.push(crate::proto::fmp4::fragment_decode_time(&p).unwrap() / 3000);
+            }
+            times
+        });
+        // What its connection task does once the socket drains.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while lock(&s).stats().viewers_blocked == 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+            lock(&s).resume(id);
+        }
+        let frames = reader.join().unwrap();
+        // In order up to where it was, then the newest keyframe (50) and on: one jump.
+        let jumps: Vec<_> = frames.windows(2).filter(|w| w[1] != w[0] + 1).collect();
+        assert_eq!(jumps.len(), 1, "{frames:?}");
+        assert_eq!(jumps[0][1], 50, "{frames:?}");
+        assert_eq!((frames[0], frames.last().copied()), (0, Some(59)));
+        lock(&s).remove_viewer(id);
+        assert_eq!(lock(&s).stats().resyncs, 1);
+    }
+
     fn req<'a>(path: &'a str, headers: &'a [(&'a str, &'a str)]) -> HttpRequest<'a> {
         HttpRequest {
             method: "GET",
