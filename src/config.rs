@@ -18,6 +18,7 @@ pub struct Config {
     pub rtsp: RtspConfig,
     pub http: HttpConfig,
     pub hls: HlsConfig,
+    pub fmp4: Fmp4Config,
     pub media: MediaConfig,
     /// One table per stream; empty in the file means one stream `live` from `testsrc`.
     pub streams: BTreeMap<String, StreamConfig>,
@@ -217,6 +218,28 @@ impl Default for HlsConfig {
     }
 }
 
+/// fMP4 over WebSocket for browsers (Media Source Extensions): `ws://HOST:PORT/STREAM/ws`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Fmp4Config {
+    pub enabled: bool,
+    /// Fragments kept per stream, as media time at max_bitrate_kbps: how far a slow viewer
+    /// may fall behind before it skips to the newest keyframe (it skips at half of this).
+    pub buffer_ms: u32,
+    /// WebSocket viewers per stream at once; more are refused.
+    pub max_viewers: u32,
+}
+
+impl Default for Fmp4Config {
+    fn default() -> Self {
+        Fmp4Config {
+            enabled: true,
+            buffer_ms: 2000,
+            max_viewers: 32,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MediaConfig {
@@ -323,6 +346,9 @@ pub struct SourceConfig {
     pub gop_frames: u32,
     /// `testsrc`: also make an AAC tone.
     pub audio: bool,
+    /// `testsrc`: the binary strip in the bottom row shows the capture time (Unix ms, low 16
+    /// bits) instead of the frame number, so a player can measure glass-to-glass latency.
+    pub paint_clock: bool,
     /// `exec`/`tcp`: first restart delay; doubles up to `restart_max_ms`.
     pub restart_min_ms: u32,
     pub restart_max_ms: u32,
@@ -342,6 +368,7 @@ impl Default for SourceConfig {
             height: 720,
             gop_frames: 30,
             audio: true,
+            paint_clock: false,
             restart_min_ms: 500,
             restart_max_ms: 30_000,
         }
@@ -434,6 +461,12 @@ impl Config {
         }
         if !(2..=60).contains(&self.hls.window) {
             return err("hls.window", "must be 2..=60");
+        }
+        if !(500..=30_000).contains(&self.fmp4.buffer_ms) {
+            return err("fmp4.buffer_ms", "must be 500..=30000");
+        }
+        if !(1..=1000).contains(&self.fmp4.max_viewers) {
+            return err("fmp4.max_viewers", "must be 1..=1000");
         }
         if self.rtsp.udp_port != 0
             && (self.rtsp.udp_port == u16::MAX

@@ -10,6 +10,7 @@ use crate::media::budget::{MemoryPlan, StreamPlan, HLS_SEGMENT_ENTRY_BYTES};
 use crate::media::fanout::{lock, FrameCursor, SharedHub, StreamHub};
 use crate::media::ring::MediaRing;
 use crate::net;
+use crate::net::fmp4::{Fmp4Handler, Fmp4Stream, Fmp4StreamConfig};
 use crate::net::hls::{HlsHandler, HlsStream, HlsStreamConfig};
 use crate::net::http::{HttpHandler, HttpLimits, HttpServer};
 use crate::net::media_auth::MediaAuth;
@@ -18,7 +19,7 @@ use smol::Async;
 use std::net::{SocketAddr, TcpListener};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Where the daemon ended up listening (ports may be chosen by the OS in tests).
 #[derive(Clone, Copy, Debug)]
@@ -45,6 +46,10 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
     let plan = MemoryPlan::new(&cfg, board.memory_mib, board.max_viewers)?;
     log::info!("{}", plan.summary());
     let epoch = Epoch(Instant::now());
+    // The wall clock at the epoch, for the fMP4 viewers' latency readout.
+    let epoch_unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     let mut rtsp_streams = Vec::new();
     let mut starts = Vec::new();
     for sp in &plan.streams {
@@ -53,7 +58,8 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
         let hub: SharedHub = Arc::new(Mutex::new(StreamHub::new(
             &sp.name,
             ring,
-            plan.max_viewers as usize + 4,
+            // Room for the HLS and fMP4 consumers and a few push targets besides the viewers.
+            plan.max_viewers as usize + 5,
         )));
         rtsp_streams.push(RtspStream {
             name: sp.name.clone(),
@@ -135,6 +141,14 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
     media_auth.set_session_check(Box::new(move |req| {
         web_weak.upgrade().is_some_and(|w| w.session_valid(req))
     }));
+    if cfg.fmp4.enabled {
+        http_handlers.push(Rc::new(start_fmp4(
+            &cfg,
+            &starts,
+            epoch_unix_ms,
+            media_auth.clone(),
+        )));
+    }
     http_handlers.push(web.clone());
     let http_server = HttpServer::new(
         HttpLimits {
@@ -217,6 +231,49 @@ fn start_hls(
         cfg.hls.window
     );
     HlsHandler::new(streams, auth)
+}
+
+/// Registers one fMP4 fragment store per stream on its hub (sized by the plan) and returns
+/// the WebSocket route that serves it.
+fn start_fmp4(
+    cfg: &Config,
+    starts: &[(StreamPlan, StreamConfig, SharedHub)],
+    epoch_unix_ms: u64,
+    auth: Rc<MediaAuth>,
+) -> Fmp4Handler {
+    let mut streams = Vec::new();
+    for (sp, scfg, hub) in starts {
+        let expect_audio = match scfg.source.kind {
+            SourceKind::Testsrc => scfg.source.audio,
+            _ => scfg.audio.is_some(),
+        };
+        let mut hub = lock(hub);
+        let cursor = FrameCursor::start(&hub.ring, [true, true], sp.ring_bytes as u64 / 2);
+        let stream = Arc::new(Mutex::new(Fmp4Stream::new(
+            Fmp4StreamConfig {
+                name: sp.name.clone(),
+                arena_bytes: sp.fmp4_arena_bytes,
+                slots: sp.fmp4_slots,
+                max_au_bytes: sp.max_au_bytes,
+                max_viewers: cfg.fmp4.max_viewers as usize,
+                expect_audio,
+                epoch_unix_ms,
+            },
+            cursor,
+        )));
+        if !hub.add_consumer(stream.clone()) {
+            log::error!("[{}] fMP4: no consumer slot on the hub", sp.name);
+            continue;
+        }
+        streams.push(stream);
+    }
+    log::info!(
+        "fMP4 WebSocket: {} stream(s), {} ms of fragments, up to {} viewers each",
+        streams.len(),
+        cfg.fmp4.buffer_ms,
+        cfg.fmp4.max_viewers
+    );
+    Fmp4Handler::new(streams, auth, cfg.http.send_timeout_ms.into())
 }
 
 /// Tells systemd we are up (Type=notify), and feeds its watchdog only while frames flow: a

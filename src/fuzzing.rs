@@ -295,7 +295,7 @@ pub fn http_request_path(data: &[u8]) -> Vec<u16> {
                     }
                 }
             }
-            HttpBody::Events(_) | HttpBody::Empty => {}
+            HttpBody::Events(_) | HttpBody::Upgrade(_) | HttpBody::Empty => {}
         }
         if let HttpBody::Events(mut src) = resp.body {
             let mut ev = Vec::new();

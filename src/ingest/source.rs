@@ -939,6 +939,9 @@ fn run_testsrc(cfg: SourceConfig, plan: StreamPlan, hub: &SharedHub, epoch: Epoc
         }
     );
     let start = Instant::now();
+    let start_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     let vframe = Duration::from_secs_f64(1.0 / fps as f64);
     let aframe = Duration::from_secs_f64(1024.0 / 48_000.0);
     let (mut vn, mut an) = (0u64, 0u64);
@@ -951,6 +954,9 @@ fn run_testsrc(cfg: SourceConfig, plan: StreamPlan, hub: &SharedHub, epoch: Epoc
             return;
         }
         if video_next {
+            if cfg.paint_clock {
+                pattern.set_stamp(start_unix_ms + vdue.duration_since(start).as_millis() as u64);
+            }
             match pattern.next_frame(&mut vbuf) {
                 Ok((len, _key)) => {
                     let t = epoch.ticks(vdue, VIDEO_CLOCK_HZ);

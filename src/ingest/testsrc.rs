@@ -267,6 +267,8 @@ enum MbContent {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Scene {
     frame: u64,
+    /// What the counter row shows: the frame number, or a stamp ([`TestPattern::set_stamp`]).
+    counter: u64,
     box_x_mbs: u32,
     forward: bool,
     colour: u8,
@@ -298,7 +300,7 @@ impl Layout {
     fn content(&self, scene: &Scene, x: u32, y: u32) -> MbContent {
         if y == self.mb_h - 1 && x < self.counter_bits {
             let shift = self.counter_bits - 1 - x;
-            return MbContent::Bit((scene.frame >> shift) & 1 == 1);
+            return MbContent::Bit((scene.counter >> shift) & 1 == 1);
         }
         let in_rows = y >= self.box_y_mbs && y < self.box_y_mbs + self.box_mbs;
         let in_cols = x >= scene.box_x_mbs && x < scene.box_x_mbs + self.box_mbs;
@@ -329,6 +331,7 @@ impl Layout {
         let max_x = self.mb_w - self.box_mbs;
         let mut next = Scene {
             frame: s.frame.wrapping_add(1),
+            counter: s.frame.wrapping_add(1),
             ..s
         };
         if s.forward && s.box_x_mbs < max_x {
@@ -528,6 +531,7 @@ impl TestPattern {
         let layout = Layout::new(mb_w, mb_h);
         let first = Scene {
             frame: 0,
+            counter: 0,
             box_x_mbs: 0,
             forward: true,
             colour: 0,
@@ -596,6 +600,19 @@ impl TestPattern {
     /// `level_idc` written in the SPS (e.g. 31 for level 3.1).
     pub fn level_idc(&self) -> u8 {
         self.level_idc
+    }
+
+    /// The counter row of the next frame shows the low bits of `stamp` (MSB left, white = 1)
+    /// instead of the frame number: with the capture time in Unix ms, a viewer that reads the
+    /// row back from the decoded picture measures glass-to-glass latency with no decoder of
+    /// ours. The row has `min(width / 16, 16)` bits.
+    pub fn set_stamp(&mut self, stamp: u64) {
+        self.next.counter = stamp;
+    }
+
+    /// Bits in the counter row.
+    pub fn counter_bits(&self) -> u32 {
+        self.layout.counter_bits
     }
 
     /// Writes the next access unit in Annex B form into `out`: an access unit delimiter, then
@@ -1370,6 +1387,29 @@ mod tests {
                 }
                 assert!(t.next_frame(&mut buf[..9]).is_err());
             }
+        }
+    }
+
+    #[test]
+    fn stamp_replaces_the_counter_row() {
+        let mut plain = TestPattern::new(320, 240, 30, 30).unwrap();
+        let mut stamped = TestPattern::new(320, 240, 30, 30).unwrap();
+        assert_eq!(stamped.counter_bits(), 16);
+        let mut a = vec![0u8; plain.max_frame_len()];
+        let mut b = vec![0u8; stamped.max_frame_len()];
+        for n in 0..40u64 {
+            // The stamp equal to the frame number paints the same picture, byte for byte...
+            stamped.set_stamp(n);
+            let (la, ka) = plain.next_frame(&mut a).unwrap();
+            let (lb, kb) = stamped.next_frame(&mut b).unwrap();
+            assert_eq!((ka, &a[..la]), (kb, &b[..lb]), "frame {n}");
+        }
+        // ...and any other changes it, within the frame size bound, every frame.
+        for n in 40..80u64 {
+            stamped.set_stamp(0xa5a5 ^ (n * 7919));
+            let (la, _) = plain.next_frame(&mut a).unwrap();
+            let (lb, _) = stamped.next_frame(&mut b).unwrap();
+            assert_ne!(&a[..la], &b[..lb], "frame {n}");
         }
     }
 }

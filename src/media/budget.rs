@@ -1,7 +1,7 @@
 //! `MemoryPlan`: every byte of media memory, decided once at start from the config.
 //!
 //! Owns: the capacity math — ring sizes, slot counts, per-AU staging, per-viewer send buffers,
-//! HLS segment arenas, push queues — and the check against the ceiling. The daemon allocates
+//! HLS segment arenas, fMP4 fragment stores, push queues — and the check against the ceiling. The daemon allocates
 //! exactly what the plan says and nothing per frame afterwards, so the figure printed at start
 //! ("media memory: N MiB") is the figure that holds.
 
@@ -39,6 +39,13 @@ pub struct StreamPlan {
     pub hls_bytes: usize,
     /// Segments the HLS segmenter keeps: `2 * window + 1` (listed, retained, open).
     pub hls_segments: usize,
+    /// fMP4 fragment store for WebSocket/MSE viewers (`fmp4.buffer_ms` at the bitrate
+    /// ceiling plus the `moof` of each frame), its scratch buffer and descriptors; 0 when off.
+    pub fmp4_bytes: usize,
+    /// Of `fmp4_bytes`: the fragment ring's arena.
+    pub fmp4_arena_bytes: usize,
+    /// Fragment descriptors in the ring.
+    pub fmp4_slots: usize,
     pub total_bytes: usize,
 }
 
@@ -104,7 +111,22 @@ impl MemoryPlan {
             } else {
                 (0, 0)
             };
-            let total = MediaRing::memory_bytes(ring_bytes, ring_slots) + ingest + hls_bytes;
+            // fMP4: buffer_ms of fragments at the ceiling, each frame with its moof (~75
+            // frames/s); at least 4 x the largest fragment (the ring's per-frame cap is a
+            // quarter). Plus one fragment of scratch.
+            let (fmp4_bytes, fmp4_arena_bytes, fmp4_slots) = if cfg.fmp4.enabled {
+                let ms = cfg.fmp4.buffer_ms as usize;
+                let frag = max_au_bytes + crate::proto::fmp4::FRAGMENT_OVERHEAD_BYTES;
+                let arena = (ms * s.max_bitrate_kbps as usize / 8
+                    + ms * 75 / 1000 * crate::proto::fmp4::FRAGMENT_OVERHEAD_BYTES)
+                    .max(4 * frag); // the ring takes frames up to a quarter of it
+                let slots = (ms * 75 / 1000).clamp(256, 16_384);
+                (MediaRing::memory_bytes(arena, slots) + frag, arena, slots)
+            } else {
+                (0, 0, 0)
+            };
+            let total =
+                MediaRing::memory_bytes(ring_bytes, ring_slots) + ingest + hls_bytes + fmp4_bytes;
             streams.push(StreamPlan {
                 name: name.clone(),
                 ring_bytes,
@@ -112,6 +134,9 @@ impl MemoryPlan {
                 max_au_bytes,
                 hls_bytes,
                 hls_segments,
+                fmp4_bytes,
+                fmp4_arena_bytes,
+                fmp4_slots,
                 total_bytes: total,
             });
         }
@@ -149,7 +174,7 @@ impl MemoryPlan {
             return Err(format!(
                 "media memory needed is {:.1} MiB but the ceiling is {} MiB: raise media.memory_mib, \
                  or lower buffer_ms / max_bitrate_kbps of the streams, rtsp.max_viewers, \
-                 http.max_connections, hls.window or push queue_kib",
+                 http.max_connections, hls.window, fmp4.buffer_ms or push queue_kib",
                 total_bytes as f64 / 1048576.0,
                 ceiling_mib
             ));
@@ -172,10 +197,11 @@ impl MemoryPlan {
             .iter()
             .map(|s| {
                 format!(
-                    "{} {:.1} incl. HLS {:.1}",
+                    "{} {:.1} incl. HLS {:.1}, fMP4 {:.1}",
                     s.name,
                     s.total_bytes as f64 / 1048576.0,
-                    s.hls_bytes as f64 / 1048576.0
+                    s.hls_bytes as f64 / 1048576.0,
+                    s.fmp4_bytes as f64 / 1048576.0
                 )
             })
             .collect();
@@ -224,6 +250,25 @@ mod tests {
         let q = MemoryPlan::new(&off, None, None).unwrap();
         assert_eq!(q.streams[0].hls_bytes, 0);
         assert_eq!(p.total_bytes - q.total_bytes, p.streams[0].hls_bytes);
+        // fMP4: 2 s at 4000 kbps (1 MB) + 150 frames' moof is less than 4 of the largest
+        // fragments, which the arena needs at least; plus the descriptors and one fragment
+        // of scratch; all of it in the figure.
+        let f = &p.streams[0];
+        assert_eq!(f.fmp4_arena_bytes, 4 * 375_112);
+        let big = Config::parse("[fmp4]\nbuffer_ms = 10000\n", "t").unwrap();
+        let b = MemoryPlan::new(&big, None, None).unwrap();
+        assert_eq!(b.streams[0].fmp4_arena_bytes, 5_000_000 + 750 * 112);
+        assert_eq!(f.fmp4_slots, 256);
+        assert_eq!(
+            f.fmp4_bytes,
+            MediaRing::memory_bytes(f.fmp4_arena_bytes, 256) + 375_000 + 112
+        );
+        let shown = format!("fMP4 {:.1}", f.fmp4_bytes as f64 / 1048576.0);
+        assert!(p.summary().contains(&shown), "{}", p.summary());
+        let off = Config::parse("[fmp4]\nenabled = false\n", "t").unwrap();
+        let q = MemoryPlan::new(&off, None, None).unwrap();
+        assert_eq!(q.streams[0].fmp4_bytes, 0);
+        assert_eq!(p.total_bytes - q.total_bytes, f.fmp4_bytes);
     }
 
     #[test]

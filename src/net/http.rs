@@ -33,6 +33,8 @@
 //!   no per-connection send buffer, no copy of the whole body.
 //! - [`HttpBody::Events`] is a server-sent-events stream (`text/event-stream`): the server
 //!   polls the [`EventSource`] and writes what it produces until it ends or the client leaves.
+//! - [`HttpBody::Upgrade`] (a 101 answer, WebSocket) hands the connection to the handler's
+//!   [`Upgrade`] once the head is written.
 //!
 //! Paths are passed raw (percent-decoding is the router's job), but a path that could climb
 //! out of a directory in any encoding never reaches a handler: it gets 404.
@@ -46,6 +48,7 @@ use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Longest request line accepted (method, target, version, CRLF); longer gets 414.
@@ -148,6 +151,21 @@ pub enum HttpBody {
     /// A server-sent-events stream (give it `Content-Type: text/event-stream`); the connection
     /// closes when it ends.
     Events(Box<dyn EventSource>),
+    /// A protocol switch (status 101, e.g. WebSocket): after the head, the connection is
+    /// handed to the [`Upgrade`] until it ends. The handler sets `Upgrade:` and its own
+    /// fields; the server adds `Connection: Upgrade`.
+    Upgrade(Box<dyn Upgrade>),
+}
+
+/// Takes over a connection after a 101 response (RFC 9110 §7.8).
+pub trait Upgrade {
+    /// Runs the new protocol on `stream` until it ends; the server then closes the socket.
+    /// The connection keeps counting against the connection cap while this runs.
+    fn run(
+        self: Box<Self>,
+        stream: Arc<Async<TcpStream>>,
+        peer: SocketAddr,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 }
 
 /// Random access to a body that lives elsewhere (an HLS segment arena).
@@ -550,7 +568,7 @@ pub fn frame_response(
         HttpBody::Bytes(b) => Some(b.len()),
         HttpBody::Static(b) => Some(b.len()),
         HttpBody::Reader { len, .. } => Some(*len),
-        HttpBody::Events(_) => None,
+        HttpBody::Events(_) | HttpBody::Upgrade(_) => None,
     };
     let mut span = (0, len.unwrap_or(0));
     let ranged_body = matches!(
@@ -578,7 +596,8 @@ pub fn frame_response(
         }
     }
     let events = matches!(resp.body, HttpBody::Events(_));
-    let keep_alive = keep_alive && !events;
+    let upgrade = matches!(resp.body, HttpBody::Upgrade(_)) && resp.status == 101;
+    let keep_alive = keep_alive && !events && !upgrade;
     out.clear();
     let _ = write!(
         out,
@@ -593,10 +612,12 @@ pub fn frame_response(
         }
         let _ = write!(out, "{k}: {v}\r\n");
     }
-    if !events {
+    if !events && !upgrade {
         let _ = write!(out, "Content-Length: {}\r\n", span.1.saturating_sub(span.0));
     }
-    out.extend_from_slice(if keep_alive {
+    out.extend_from_slice(if upgrade {
+        b"Connection: Upgrade\r\n\r\n"
+    } else if keep_alive {
         b"Connection: keep-alive\r\n\r\n"
     } else {
         b"Connection: close\r\n\r\n"
@@ -607,6 +628,7 @@ pub fn frame_response(
 /// The standard reason phrase of the statuses rillcast sends.
 pub fn reason(status: u16) -> &'static str {
     match status {
+        101 => "Switching Protocols",
         200 => "OK",
         201 => "Created",
         204 => "No Content",
@@ -679,6 +701,8 @@ enum ConnEnd {
     /// Keep the connection for the next request.
     KeepAlive,
     Close,
+    /// A 101 was sent: the connection belongs to this protocol now.
+    Upgrade(Box<dyn Upgrade>),
 }
 
 impl HttpServer {
@@ -795,6 +819,8 @@ impl HttpServer {
     }
 
     async fn connection(&self, stream: Async<TcpStream>, peer: SocketAddr) {
+        // Shared only with an upgraded protocol (whose writers may run on another thread).
+        let stream = Arc::new(stream);
         // Grows up to the head cap (plus a body, while one is being read).
         let mut buf: Vec<u8> = Vec::with_capacity(2048);
         let mut out: Vec<u8> = Vec::with_capacity(512);
@@ -806,6 +832,11 @@ impl HttpServer {
             {
                 Ok(ConnEnd::KeepAlive) => first = false,
                 Ok(ConnEnd::Close) => break,
+                Ok(ConnEnd::Upgrade(u)) => {
+                    drop((buf, out));
+                    u.run(stream.clone(), peer).await;
+                    break;
+                }
                 Err(e) => {
                     if e.kind() == io::ErrorKind::TimedOut {
                         self.bump(|s| s.timeouts += 1);
@@ -920,6 +951,7 @@ impl HttpServer {
             is_head,
             range,
         } = routed;
+        let upgrade = matches!(resp.body, HttpBody::Upgrade(_)) && resp.status == 101;
         let (span, keep_alive) = frame_response(&mut resp, range.as_deref(), keep_alive, out);
         let body: &[u8] = match &resp.body {
             HttpBody::Bytes(b) => b.get(span.0..span.1).unwrap_or_default(),
@@ -945,6 +977,7 @@ impl HttpServer {
                     self.send_events(stream, &mut *source, out).await?;
                     return Ok(ConnEnd::Close);
                 }
+                HttpBody::Upgrade(u) if upgrade => return Ok(ConnEnd::Upgrade(u)),
                 _ => {}
             }
         }

@@ -4,6 +4,7 @@
 //! design (`Rc<RefCell<_>>`, no locks): one core runs ingest, fan-out and every viewer, which
 //! is what lets a frame reach all viewers without a wake-up or an allocation.
 
+pub mod fmp4;
 pub mod hls;
 pub mod http;
 pub mod media_auth;

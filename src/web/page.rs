@@ -5,7 +5,7 @@
 //!
 //! Owns: the asset bytes and the security headers they are served with (a Content Security
 //! Policy of `default-src 'self'`, which is why script and style are separate files rather
-//! than inline). Must not: hold any state.
+//! than inline; `media-src blob:` lets the live player attach its MediaSource). Must not: hold any state.
 
 use crate::net::http::{HttpBody, HttpResponse};
 
@@ -24,7 +24,7 @@ pub fn security_headers(r: HttpResponse) -> HttpResponse {
         .with_header("Referrer-Policy", "no-referrer")
         .with_header(
             "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+            "default-src 'self'; img-src 'self' data:; media-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
         )
 }
 

@@ -554,3 +554,168 @@ impl RtspPacketCounter {
         }
     }
 }
+
+/// A minimal WebSocket client (RFC 6455) for the fMP4 tests: the opening handshake, masked
+/// client frames, and whole server messages (no fragmentation; the daemon sends none).
+pub struct WsClient {
+    pub stream: TcpStream,
+}
+
+impl WsClient {
+    /// GET `path` with the upgrade fields plus `extra` header lines. Ok: 101 and its head;
+    /// Err: the status and head of any other answer.
+    pub fn connect(
+        port: u16,
+        path: &str,
+        extra: &[&str],
+    ) -> Result<(WsClient, String), (u16, String)> {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| (0, e.to_string()))?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut req = format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n"
+        );
+        for h in extra {
+            req.push_str(h);
+            req.push_str("\r\n");
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes())
+            .map_err(|e| (0, e.to_string()))?;
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match s.read(&mut b) {
+                Ok(1) => head.push(b[0]),
+                _ => return Err((0, String::from_utf8_lossy(&head).into_owned())),
+            }
+        }
+        let head = String::from_utf8_lossy(&head).into_owned();
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if status != 101 {
+            return Err((status, head));
+        }
+        Ok((WsClient { stream: s }, head))
+    }
+
+    /// Reads one whole server frame: (opcode, payload).
+    pub fn read_message(&mut self) -> std::io::Result<(u8, Vec<u8>)> {
+        let mut h = [0u8; 2];
+        self.stream.read_exact(&mut h)?;
+        if h[1] & 0x80 != 0 {
+            return Err(std::io::Error::other("server frames must not be masked"));
+        }
+        let len = match h[1] & 0x7f {
+            126 => {
+                let mut b = [0u8; 2];
+                self.stream.read_exact(&mut b)?;
+                u16::from_be_bytes(b) as usize
+            }
+            127 => {
+                let mut b = [0u8; 8];
+                self.stream.read_exact(&mut b)?;
+                u64::from_be_bytes(b) as usize
+            }
+            n => n as usize,
+        };
+        let mut p = vec![0u8; len];
+        self.stream.read_exact(&mut p)?;
+        Ok((h[0] & 0x0f, p))
+    }
+
+    /// Sends one masked frame.
+    pub fn send(&mut self, opcode: u8, payload: &[u8]) -> std::io::Result<()> {
+        let mask = (rand_u64() as u32).to_be_bytes();
+        let mut f = vec![0x80 | opcode];
+        match payload.len() {
+            n if n < 126 => f.push(0x80 | n as u8),
+            n if n <= 0xffff => {
+                f.push(0x80 | 126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(0x80 | 127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.stream.write_all(&f)
+    }
+}
+
+/// In an fMP4 fragment (`moof` + `mdat` with one `traf`, as rillcast writes them): (track
+/// ID, tfdt decode time, first sample's flags), found by walking the boxes.
+pub fn fmp4_fragment_info(frag: &[u8]) -> Option<(u32, u64, u32)> {
+    fn boxes(mut b: &[u8]) -> Vec<([u8; 4], &[u8])> {
+        let mut out = Vec::new();
+        while b.len() >= 8 {
+            let len = u32::from_be_bytes(b[..4].try_into().unwrap()) as usize;
+            if len < 8 || len > b.len() {
+                break;
+            }
+            out.push((b[4..8].try_into().unwrap(), &b[8..len]));
+            b = &b[len..];
+        }
+        out
+    }
+    let moof = boxes(frag).into_iter().find(|(k, _)| k == b"moof")?.1;
+    let traf = boxes(moof).into_iter().find(|(k, _)| k == b"traf")?.1;
+    let inner = boxes(traf);
+    let tfhd = inner.iter().find(|(k, _)| k == b"tfhd")?.1;
+    let tfdt = inner.iter().find(|(k, _)| k == b"tfdt")?.1;
+    let trun = inner.iter().find(|(k, _)| k == b"trun")?.1;
+    let id = u32::from_be_bytes(tfhd.get(4..8)?.try_into().ok()?);
+    let t = if tfdt[0] == 1 {
+        u64::from_be_bytes(tfdt.get(4..12)?.try_into().ok()?)
+    } else {
+        u64::from(u32::from_be_bytes(tfdt.get(4..8)?.try_into().ok()?))
+    };
+    // trun: version/flags, count, then the optional fields in order.
+    let flags = u32::from_be_bytes(trun.get(0..4)?.try_into().ok()?) & 0xff_ffff;
+    let mut at = 8;
+    if flags & 0x1 != 0 {
+        at += 4;
+    }
+    if flags & 0x4 != 0 {
+        at += 4;
+    }
+    if flags & 0x100 != 0 {
+        at += 4;
+    }
+    if flags & 0x200 != 0 {
+        at += 4;
+    }
+    let sample_flags = if flags & 0x400 != 0 {
+        u32::from_be_bytes(trun.get(at..at + 4)?.try_into().ok()?)
+    } else {
+        0
+    };
+    Some((id, t, sample_flags))
+}
+
+/// `tests/web` with playwright-core installed (npm, once), for the Chromium tests.
+pub fn web_dir_ready() -> PathBuf {
+    require_tool("chromium");
+    require_tool("node");
+    require_tool("npm");
+    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web");
+    if !web
+        .join("node_modules/playwright-core/package.json")
+        .exists()
+    {
+        let (ok, out, err) = run_bounded(
+            Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund"])
+                .current_dir(&web),
+            Duration::from_secs(300),
+        );
+        assert!(ok, "npm install in tests/web failed:\n{out}\n{err}");
+    }
+    web
+}

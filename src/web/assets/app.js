@@ -104,6 +104,7 @@ async function refresh() {
   const host = location.hostname.includes(":") ? `[${location.hostname}]` : location.hostname;
   $("#streams").replaceChildren(...s.streams.map(x => h("div", { class: "card", "data-stream": x.name },
     h("div", {}, h("span", { class: "pill " + (x.live ? "live" : "down") }, x.live ? "live" : "down"), " ", h("b", {}, x.name), h("span", { class: "muted" }, " · " + x.source_kind)),
+    player(x).el,
     h("div", { class: "grid" },
       kv("Codec", x.codec || "–"), kv("Resolution", x.width ? `${x.width}×${x.height}` : "–"), kv("Frame rate", x.fps.toFixed(1) + " fps"),
       kv("Bitrate", h("span", { class: "bitrate" }, x.bitrate_kbps + " kbit/s")), kv("Keyframe every", x.keyframe_interval_ms != null ? (x.keyframe_interval_ms / 1000).toFixed(2) + " s" : "–"),
@@ -127,6 +128,87 @@ async function refresh() {
     }
     while (ul.children.length > 30) ul.lastChild.remove();
   } catch (_) { /* next time */ }
+}
+
+// ---- live player ----
+// fMP4 fragments over a WebSocket into Media Source Extensions (ManagedMediaSource on iOS
+// Safari 17.1+), one fragment per frame, so the picture is a few frames behind the camera.
+// Keeps the live edge: after a stall it jumps ahead instead of playing seconds late. Without
+// MSE, or when the codecs are not supported, it falls back to HLS (native in Safari).
+const players = {};
+window.rillcastPlayers = players;
+const MSE = window.ManagedMediaSource || window.MediaSource;
+function player(x) {
+  let p = players[x.name];
+  if (p) { p.hls = x.hls_path; return p; }
+  const video = h("video", { class: "player", muted: true, autoplay: true, playsinline: true, "disable-remote-playback": true });
+  video.muted = true; video.disableRemotePlayback = true;
+  const info = h("span", { class: "latency muted" }, "connecting…");
+  p = players[x.name] = { name: x.name, hls: x.hls_path, video, info, el: h("div", { class: "player-box" }, video, info),
+    ws: null, sb: null, queue: [], zero: 0, mode: "", stalls: 0, jumps: 0 };
+  if (!MSE) { hlsFallback(p, "no Media Source Extensions"); } else connect(p);
+  // The age of each frame as it is shown: its camera time is unix_ms_at_zero + media time.
+  if (video.requestVideoFrameCallback) {
+    const onFrame = (_, m) => { p.frame_age_s = (Date.now() - (p.zero + m.mediaTime * 1000)) / 1000; video.requestVideoFrameCallback(onFrame); };
+    video.requestVideoFrameCallback(onFrame);
+  }
+  setInterval(() => liveEdge(p), 500);
+  return p;
+}
+function hlsFallback(p, why) {
+  p.mode = "hls"; p.info.textContent = "HLS (" + why + ")";
+  if (p.ws) { p.ws.onclose = null; p.ws.close(); p.ws = null; }
+  p.video.src = p.hls; p.video.play().catch(() => {});
+}
+function connect(p) {
+  const proto = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = p.ws = new WebSocket(`${proto}//${location.host}/${encodeURIComponent(p.name)}/ws`);
+  ws.binaryType = "arraybuffer";
+  ws.onmessage = ev => {
+    if (typeof ev.data === "string") return open(p, JSON.parse(ev.data));
+    p.queue.push(ev.data); feed(p);
+  };
+  ws.onclose = () => { if (p.ws !== ws) return; p.ws = null; p.info.textContent = "reconnecting…"; setTimeout(() => connect(p), 2000); };
+}
+function open(p, hello) {
+  const mime = `video/mp4; codecs="${hello.codecs}"`;
+  if (!MSE.isTypeSupported(mime)) return hlsFallback(p, hello.codecs + " not supported here");
+  p.zero = hello.unix_ms_at_zero; p.queue = []; p.sb = null; p.mode = "mse";
+  const ms = new MSE();
+  ms.addEventListener("sourceopen", () => {
+    if (p.ms !== ms) return;
+    const sb = ms.addSourceBuffer(mime); sb.mode = "segments";
+    sb.addEventListener("updateend", () => feed(p));
+    p.sb = sb; feed(p);
+  }, { once: true });
+  p.ms = ms;
+  if (p.video.src) URL.revokeObjectURL(p.video.src);
+  p.video.src = URL.createObjectURL(ms);
+}
+function feed(p) {
+  const sb = p.sb;
+  if (!sb || sb.updating || !p.queue.length) return;
+  // Everything that arrived while the buffer was busy goes in one append.
+  const n = p.queue.reduce((a, b) => a + b.byteLength, 0), all = new Uint8Array(n);
+  let at = 0; for (const b of p.queue) { all.set(new Uint8Array(b), at); at += b.byteLength; }
+  p.queue = [];
+  try { sb.appendBuffer(all); } catch (e) {
+    // QuotaExceeded or a closed buffer: start over from the next keyframe.
+    p.info.textContent = "resyncing (" + e.name + ")"; if (p.ws) p.ws.close();
+  }
+}
+function liveEdge(p) {
+  const v = p.video, b = v.buffered;
+  if (p.mode !== "mse" || !p.sb || !b.length) return;
+  const end = b.end(b.length - 1), behind = end - v.currentTime;
+  // Behind by more than a second (a stall, a background tab) or outside the buffer: jump.
+  if (behind > 1.0 || v.currentTime < b.start(0)) { v.currentTime = Math.max(b.start(b.length - 1), end - 0.2); p.jumps++; }
+  if (v.paused) v.play().catch(() => {});
+  // Keep a few seconds behind the playhead, never more.
+  if (!p.sb.updating && v.currentTime - b.start(0) > 10) { try { p.sb.remove(0, v.currentTime - 5); } catch (_) { /* next time */ } }
+  const lat = p.frame_age_s != null ? p.frame_age_s : (Date.now() - (p.zero + v.currentTime * 1000)) / 1000;
+  p.latency_s = lat;
+  p.info.textContent = `fMP4 · ${lat.toFixed(2)} s behind the camera · ${v.videoWidth}×${v.videoHeight}`;
 }
 
 // ---- configure ----
