@@ -80,6 +80,7 @@ case "$cmd" in
         while read -r p; do [[ -n $p ]] && writable+=("$p"); done < <(unit_key ReadWritePaths)
         export ROOT="$root" RO_CONFIG="$ro_config" STATE="/var/lib/$state" RUNTIME="/run/$runtime"
         export USER_="$user" GROUP_="$group" UMASK_="${umask_:-0022}" WN="${#writable[@]}"
+        # shellcheck disable=SC2016 # the inner script expands its own variables
         exec unshare -m --propagation private -- bash -euo pipefail -c '
             writable=("${@:1:$WN}")
             shift "$WN"
