@@ -284,9 +284,21 @@ fn packaged_install_walk() {
     };
     let h = auth_h(&cookie, &csrf);
     let hv: Vec<(&str, &str)> = h.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let planned = |hv: &[(&str, &str)]| -> u64 {
+        let (_, _, b) = http_req(http, "GET", "/api/v1/status", hv, b"").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+        v["memory"]["planned_bytes"].as_u64().unwrap_or_else(|| panic!("{b}"))
+    };
+    let before = planned(&hv);
     let push = br#"{"url":"rtmp://127.0.0.1:9/live","key":"push-key-secret"}"#;
     let (st, _, b) = http_req(http, "POST", "/api/v1/push", &hv, push).unwrap();
     assert_eq!(st, 200, "add push target: {b}");
+    // The target added live is in the memory figure, as the plan sizes it.
+    let queue = rillcast::config::PushConfig::default().queue_bytes(4000);
+    assert_eq!(
+        planned(&hv) - before,
+        (queue + rillcast::media::budget::PUSH_FIXED_BYTES) as u64
+    );
 
     // The files the service wrote: its own, group rillcast, nothing for others; the last good
     // copy is the saved file; no temp file left.
