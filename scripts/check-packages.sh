@@ -80,18 +80,22 @@ for deb in "${debs[@]}"; do
     for want in \
         'drwxr-xr-x root/root .* \./$' \
         '-rwxr-xr-x root/root .* \./usr/bin/rillcast$' \
-        '-rw-r--r-- root/root .* \./etc/rillcast/rillcast\.toml$' \
+        '-rw-r--r-- root/root .* \./usr/share/rillcast/rillcast\.toml$' \
         '-rw-r--r-- root/root .* \./etc/default/rillcast$' \
         '-rw-r--r-- root/root .* \./lib/systemd/system/rillcast\.service$'; do
         check "$name: has $(label "$want")" grep -Eq -- "^$want" <<<"$listing"
     done
     check "$name: no file owned by anyone but root" bash -c '! grep -v " root/root " <<<"$1" | grep -q .' _ "$listing"
     conffiles="$(dpkg-deb -I "$deb" conffiles)"
-    check "$name: conffiles lists /etc/rillcast/rillcast.toml and /etc/default/rillcast" \
-        test "$conffiles" = $'/etc/rillcast/rillcast.toml\n/etc/default/rillcast'
+    # The daemon saves its config from the page: it must not be a conffile (postinst makes it).
+    check "$name: conffiles is /etc/default/rillcast only" test "$conffiles" = /etc/default/rillcast
+    check "$name: /etc/rillcast/rillcast.toml is not in the package (postinst makes it)" \
+        bash -c '! grep -q "\./etc/rillcast/" <<<"$1"' _ "$listing"
 
     x="$work/${arch}"
     dpkg-deb -R "$deb" "$x"
+    # postinst's effect: the config made from the shipped reference.
+    install -D -m 0660 "$x/usr/share/rillcast/rillcast.toml" "$x/etc/rillcast/rillcast.toml"
     bin="$x/usr/bin/rillcast"
     case "$arch" in
         arm64)

@@ -19,6 +19,9 @@ DEB_PACKAGES=(
     libc6-dev-arm64-cross libc6-dev-armhf-cross
 
     busybox systemd
+    # tests/package_e2e.rs: build the .deb, dpkg -i it into a scratch root, run it as the
+    # rillcast user (unshare/nsenter/setpriv); check-packages.sh lints the scripts.
+    dpkg binutils util-linux adduser shellcheck
 )
 
 missing=()
@@ -49,7 +52,8 @@ if command -v npm >/dev/null 2>&1 && [ ! -d tests/web/node_modules/hls.js ]; the
     (cd tests/web && npm ci --no-audit --no-fund --silent)
 fi
 
-for tool in ffmpeg ffprobe gst-launch-1.0 nginx chromium qemu-arm-static qemu-aarch64-static tsinfo node npm; do
+for tool in ffmpeg ffprobe gst-launch-1.0 nginx chromium qemu-arm-static qemu-aarch64-static tsinfo node npm \
+    dpkg-deb strip unshare nsenter setpriv; do
     command -v "$tool" >/dev/null 2>&1 || { echo "install-deps: $tool is still missing" >&2; exit 1; }
 done
 [ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ] || { echo "install-deps: nginx RTMP module missing" >&2; exit 1; }

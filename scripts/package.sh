@@ -13,6 +13,15 @@
 #   scripts/package.sh --board NAME [--no-build]
 #       the package for that board's own build in out/packages/NAME/ (a .deb for rpi-*
 #       boards, which run Raspberry Pi OS, else a tarball); scripts/deploy.sh uses this.
+#   scripts/package.sh --host-deb BINARY OUTDIR
+#       a .deb for this machine's architecture around BINARY (stripped copy), same layout;
+#       tests/package_e2e.rs installs it into a scratch root. Builds nothing.
+#
+# Layout (what a Debian admin expects): /usr/bin/rillcast; the reference config as
+# /usr/share/rillcast/rillcast.toml, which postinst copies to /etc/rillcast/rillcast.toml
+# when missing (root:rillcast 0660 in a 2770 directory: the daemon saves to it from the
+# page, so it is not a conffile); state (last-good.toml) in /var/lib/rillcast; conffiles:
+# only /etc/default/rillcast.
 #
 # .debs are made with `dpkg-deb --build --root-owner-group` from a staging directory rather
 # than cargo-deb: nothing to compile or install (cargo-deb is a ~1-2 min `cargo install`), no
@@ -24,8 +33,10 @@ source "$(dirname "$0")/cross-env.sh"
 
 board=""
 build=1
+host_deb=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
+        --host-deb) host_deb=("${2:?--host-deb needs BINARY OUTDIR}" "${3:?--host-deb needs BINARY OUTDIR}"); shift 3 ;;
         --board) board="${2:?--board needs a name}"; board_target "$board" >/dev/null; shift 2 ;;
         --no-build) build=0; shift ;;
         *) die "usage: $0 [--board NAME] [--no-build]" ;;
@@ -36,10 +47,12 @@ root="$RILLCAST_ROOT"
 version="$(sed -n 's/^version[[:space:]]*=[[:space:]]*"\(.*\)"/\1/p' "$root/Cargo.toml" | head -n1)"
 [[ -n $version ]] || die "no version in Cargo.toml"
 config="$root/config/rillcast.toml"
-[[ -f $config ]] || die "missing $config (the reference config shipped as /etc/rillcast/rillcast.toml)"
+[[ -f $config ]] || die "missing $config (the reference config shipped as /usr/share/rillcast/rillcast.toml)"
 # Reproducible timestamps: the last commit's time.
 export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git -C "$root" log -1 --format=%ct 2>/dev/null || date +%s)}"
-ensure_apt dpkg binutils-arm-linux-gnueabihf binutils-aarch64-linux-gnu
+if [[ ${#host_deb[@]} -eq 0 ]]; then
+    ensure_apt dpkg binutils-arm-linux-gnueabihf binutils-aarch64-linux-gnu
+fi
 
 # binary_for BOARD: path of the board's stripped release binary (built below).
 binary_for() {
@@ -68,14 +81,14 @@ deb_depends() {
     printf '%s\n' "${deps[*]}" | sed 's/,/, /g'
 }
 
-# make_deb BINARY TARGET OUTDIR
+# make_deb BINARY TARGET OUTDIR [ARCH]
 make_deb() {
-    local bin="$1" target="$2" outdir="$3" arch stage depends deb
-    arch="$(deb_arch_for "$target")"
+    local bin="$1" target="$2" outdir="$3" arch="${4:-}" stage depends deb
+    [[ -n $arch ]] || arch="$(deb_arch_for "$target")"
     stage="$(mktemp -d)"
     chmod 0755 "$stage"
     install -D -m 0755 "$bin" "$stage/usr/bin/rillcast"
-    install -D -m 0644 "$config" "$stage/etc/rillcast/rillcast.toml"
+    install -D -m 0644 "$config" "$stage/usr/share/rillcast/rillcast.toml"
     install -D -m 0644 "$root/packaging/rillcast.default" "$stage/etc/default/rillcast"
     install -D -m 0644 "$root/packaging/rillcast.service" "$stage/lib/systemd/system/rillcast.service"
     install -d -m 0755 "$stage/usr/share/doc/rillcast"
@@ -85,7 +98,7 @@ make_deb() {
     for s in postinst prerm postrm; do
         install -m 0755 "$root/packaging/$s" "$stage/DEBIAN/$s"
     done
-    printf '/etc/rillcast/rillcast.toml\n/etc/default/rillcast\n' >"$stage/DEBIAN/conffiles"
+    printf '/etc/default/rillcast\n' >"$stage/DEBIAN/conffiles"
     depends="$(deb_depends "$bin")"
     {
         echo "Package: rillcast"
@@ -133,6 +146,17 @@ EOF
     rm -rf "$stage"
     printf '%s\n' "$tgz"
 }
+
+if [[ ${#host_deb[@]} -gt 0 ]]; then
+    [[ -x ${host_deb[0]} ]] || die "${host_deb[0]}: not an executable"
+    tmp_bin="$(mktemp)"
+    strip -o "$tmp_bin" "${host_deb[0]}"
+    host_target="$(rustc -vV 2>/dev/null | sed -n 's/^host: //p')"
+    made="$(make_deb "$tmp_bin" "${host_target:-host}" "${host_deb[1]}" "$(dpkg --print-architecture)")"
+    rm -f "$tmp_bin"
+    printf '%s\n' "$made"
+    exit 0
+fi
 
 if [[ -n $board ]]; then needed=("$board"); else needed=(rpi-zero rpi-4 generic-armv7-camera); fi
 if [[ $build -eq 1 ]]; then

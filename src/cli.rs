@@ -6,19 +6,22 @@
 //! failure, 2 usage or configuration error.
 
 use crate::board;
-use crate::config::Config;
 use crate::daemon::{self, BoardLimits};
 
 const USAGE: &str = "\
-usage: rillcast [--config PATH] [--board NAME] [--check-config] [--print-config]
-                [--log-level error|warn|info|debug|trace] [--version] [--help]
+usage: rillcast [--config PATH] [--board NAME] [--state-dir DIR] [--check-config]
+                [--print-config] [--log-level error|warn|info|debug|trace] [--version] [--help]
 
   --config PATH    TOML configuration (see config/rillcast.toml); without it, built-in
                    defaults: one stream `live` from the built-in test source,
                    RTSP on :8554, HTTP on :8080
   --board NAME     board profile (boards/README.md): memory and viewer limits, and the
                    encoder command for `exec` sources that give none
-  --check-config   validate, print the memory plan, and exit
+  --state-dir DIR  where the last good copy of the config is kept (last-good.toml);
+                   default $STATE_DIRECTORY (systemd's StateDirectory=), else PATH.bak.
+                   A config file that cannot boot falls back to that copy
+  --check-config   validate (as start-up and the web page do: keys, ports, memory
+                   plan), print the memory plan, and exit
   --print-config   print the effective configuration as TOML and exit
 ";
 
@@ -26,6 +29,7 @@ usage: rillcast [--config PATH] [--board NAME] [--check-config] [--print-config]
 struct Args {
     config: Option<String>,
     board: Option<String>,
+    state_dir: Option<String>,
     check: bool,
     print: bool,
     log_level: log::LevelFilter,
@@ -35,6 +39,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, Stri
     let mut a = Args {
         config: None,
         board: None,
+        state_dir: None,
         check: false,
         print: false,
         log_level: log::LevelFilter::Info,
@@ -44,6 +49,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, Stri
         match arg.as_str() {
             "--config" | "-c" => a.config = Some(value("--config")?),
             "--board" => a.board = Some(value("--board")?),
+            "--state-dir" => a.state_dir = Some(value("--state-dir")?),
             "--check-config" => a.check = true,
             "--print-config" => a.print = true,
             "--log-level" => {
@@ -87,29 +93,74 @@ pub fn main() -> i32 {
             return 2;
         }
     };
-    let (text, file) = match &args.config {
-        Some(p) => match std::fs::read_to_string(p) {
-            Ok(t) => (t, p.clone()),
-            Err(e) => {
-                eprintln!("rillcast: cannot read config {p}: {e}");
-                return 2;
-            }
-        },
-        None => (String::new(), "<built-in defaults>".to_string()),
+    let limits = crate::boot::Limits {
+        memory_mib: board.as_ref().map(|b| b.media_memory_mib),
+        max_viewers: board.as_ref().map(|b| b.max_viewers),
+        encoder: board.as_ref().map(|b| b.encoder_command.clone()),
     };
-    let encoder = board.as_ref().map(|b| b.encoder_command.as_slice());
-    let cfg = match Config::parse_with_encoder(&text, &file, encoder) {
-        Ok(c) => c,
+    let config_path = args.config.as_ref().map(std::path::PathBuf::from);
+    let state_dir = args
+        .state_dir
+        .as_ref()
+        .map(std::path::PathBuf::from)
+        .or_else(crate::boot::state_dir_from_env);
+    let last_good = config_path
+        .as_deref()
+        .map(|p| crate::boot::last_good_path(p, state_dir.as_deref()));
+    let file = args
+        .config
+        .clone()
+        .unwrap_or_else(|| "<built-in defaults>".to_string());
+    if args.check {
+        // The file itself, no fallback: the admin asks about this file.
+        let text = match &config_path {
+            Some(p) => match std::fs::read_to_string(p) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("rillcast: cannot read config {file}: {e}");
+                    return 2;
+                }
+            },
+            None => String::new(),
+        };
+        return match crate::boot::parse_and_check(&text, &file, &limits) {
+            Ok((_, p)) => {
+                println!("{file}: ok");
+                println!("{}", p.summary());
+                0
+            }
+            Err(e) => {
+                eprintln!("rillcast: {e}");
+                2
+            }
+        };
+    }
+    let loaded = match (&config_path, &last_good) {
+        (Some(p), Some(lg)) => crate::boot::load(p, lg, &limits),
+        _ => crate::boot::parse_and_check("", &file, &limits).map(|(cfg, plan)| {
+            crate::boot::Loaded {
+                cfg,
+                plan,
+                text: String::new(),
+                fallback: None,
+            }
+        }),
+    };
+    let loaded = match loaded {
+        Ok(l) => l,
         Err(e) => {
             eprintln!("rillcast: {e}");
             return 2;
         }
     };
+    let cfg = loaded.cfg;
     let limits = BoardLimits {
-        memory_mib: board.as_ref().map(|b| b.media_memory_mib),
-        max_viewers: board.as_ref().map(|b| b.max_viewers),
-        config_path: args.config.as_ref().map(std::path::PathBuf::from),
-        encoder_command: board.as_ref().map(|b| b.encoder_command.clone()),
+        memory_mib: limits.memory_mib,
+        max_viewers: limits.max_viewers,
+        config_path,
+        encoder_command: limits.encoder,
+        last_good_path: last_good.clone(),
+        fallback: loaded.fallback.clone(),
     };
     if args.print {
         match toml::to_string(&cfg) {
@@ -121,28 +172,21 @@ pub fn main() -> i32 {
         }
         return 0;
     }
-    if args.check {
-        return match crate::media::budget::MemoryPlan::new(
-            &cfg,
-            limits.memory_mib,
-            limits.max_viewers,
-        ) {
-            Ok(p) => {
-                println!("{file}: ok");
-                println!("{}", p.summary());
-                0
-            }
-            Err(e) => {
-                eprintln!("rillcast: {file}: {e}");
-                2
-            }
-        };
-    }
     if let Some(b) = &board {
         log::info!("board {}: {}", b.name, b.description);
     }
-    match daemon::run(cfg, limits, |b| {
+    // Booted from the file: it is the last good copy now (unless start-up fell back).
+    let keep = match (&last_good, &loaded.fallback) {
+        (Some(lg), None) => Some((lg.clone(), loaded.text)),
+        _ => None,
+    };
+    match daemon::run(cfg, limits, move |b| {
         log::info!("ready: rtsp://{}/<stream>", b.rtsp);
+        if let Some((lg, text)) = keep {
+            if let Err(e) = crate::web::persist::keep_last_good(&lg, text.as_bytes()) {
+                log::warn!("the last good copy of the config was not kept: {e}");
+            }
+        }
     }) {
         Ok(()) => 0,
         Err(e) => {

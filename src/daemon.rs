@@ -38,6 +38,10 @@ pub struct BoardLimits {
     pub config_path: Option<std::path::PathBuf>,
     /// The board's encoder command (re-applied when the web page's config is validated).
     pub encoder_command: Option<Vec<String>>,
+    /// Where saves keep the last good copy (`boot::last_good_path`).
+    pub last_good_path: Option<std::path::PathBuf>,
+    /// Start-up ran the last good copy instead of the file: announced as an event.
+    pub fallback: Option<crate::boot::Fallback>,
 }
 
 /// Runs the daemon on the current thread until it fails. `on_bound` is told the addresses
@@ -115,12 +119,24 @@ pub fn run(cfg: Config, board: BoardLimits, on_bound: impl FnOnce(Bound)) -> Res
         crate::web::live::SystemClock(epoch),
         crate::web::api::WebOptions {
             config_path: board.config_path.clone(),
-            board_encoder: board.encoder_command.clone(),
+            last_good_path: board.last_good_path.clone(),
+            board: crate::boot::Limits {
+                memory_mib: board.memory_mib,
+                max_viewers: board.max_viewers,
+                encoder: board.encoder_command.clone(),
+            },
             own_names: crate::web::live::own_names(),
             random: Box::new(crate::web::live::os_random),
             scrypt_log_n: crate::web::auth::SCRYPT_LOG_N,
         },
     ));
+    if let Some(f) = &board.fallback {
+        web.emit(crate::web::events::EventKind::ConfigFallback {
+            file: f.file.clone(),
+            error: f.error.clone(),
+            used: f.used.clone(),
+        });
+    }
     // RTMP/RTMPS push targets: one task each on this thread, a consumer each on its hub.
     let push = net::rtmp_push::PushManager::new(
         starts

@@ -172,7 +172,8 @@ pub fn http_request_path(data: &[u8]) -> Vec<u16> {
         StepClock(now.clone()),
         WebOptions {
             config_path: None,
-            board_encoder: None,
+            last_good_path: None,
+            board: crate::boot::Limits::default(),
             own_names: vec!["camera".into()],
             random: Box::new(move |b: &mut [u8]| {
                 for x in b {

@@ -17,6 +17,7 @@
 #![deny(unsafe_code)]
 
 pub mod board;
+pub mod boot;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -72,6 +72,28 @@ pub struct MemoryPlan {
     pub ceiling_bytes: usize,
 }
 
+/// What the `[[push]]` targets of `cfg` get (the part of the plan that changes live when a
+/// target is added or removed from the page).
+pub fn push_plans(cfg: &Config) -> Vec<PushPlan> {
+    let mut pushes = Vec::new();
+    for (index, p) in cfg.push.iter().enumerate() {
+        if !p.enabled {
+            continue;
+        }
+        let kbps = cfg
+            .streams
+            .get(&p.stream)
+            .map_or(4000, |s| s.max_bitrate_kbps);
+        let queue_bytes = p.queue_bytes(kbps);
+        pushes.push(PushPlan {
+            index,
+            queue_bytes,
+            total_bytes: queue_bytes + PUSH_FIXED_BYTES,
+        });
+    }
+    pushes
+}
+
 impl MemoryPlan {
     /// Plans memory for `cfg`; `board_memory_mib`/`board_max_viewers` come from `--board`.
     /// Fails with a sentence saying what to change when the plan exceeds the ceiling.
@@ -142,22 +164,7 @@ impl MemoryPlan {
         }
         let viewer_bytes =
             max_viewers as usize * (VIEWER_TCP_BUFFER_BYTES + RTSP_READ_BUFFER_BYTES);
-        let mut pushes = Vec::new();
-        for (index, p) in cfg.push.iter().enumerate() {
-            if !p.enabled {
-                continue;
-            }
-            let kbps = cfg
-                .streams
-                .get(&p.stream)
-                .map_or(4000, |s| s.max_bitrate_kbps);
-            let queue_bytes = p.queue_bytes(kbps);
-            pushes.push(PushPlan {
-                index,
-                queue_bytes,
-                total_bytes: queue_bytes + PUSH_FIXED_BYTES,
-            });
-        }
+        let pushes = push_plans(cfg);
         let push_bytes = pushes.iter().map(|p| p.total_bytes).sum::<usize>();
         let http_connections = match cfg.http.max_connections {
             0 => max_viewers,

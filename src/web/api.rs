@@ -521,7 +521,8 @@ pub struct WebApi<R: Runtime, C: Clock> {
 struct WebState {
     cfg: Config,
     config_path: Option<PathBuf>,
-    board_encoder: Option<Vec<String>>,
+    last_good_path: Option<PathBuf>,
+    board: crate::boot::Limits,
     own_names: Vec<String>,
     sessions: Sessions,
     limiter: LoginLimiter,
@@ -543,7 +544,10 @@ pub type RandomFill = Box<dyn FnMut(&mut [u8])>;
 /// Options for [`WebApi::new`].
 pub struct WebOptions {
     pub config_path: Option<PathBuf>,
-    pub board_encoder: Option<Vec<String>>,
+    /// Where each successful save is also kept as the last good copy (see `crate::boot`).
+    pub last_good_path: Option<PathBuf>,
+    /// The board's figures and encoder, so a save is checked as the next start-up will be.
+    pub board: crate::boot::Limits,
     /// This machine's names (hostname, hostname.local) accepted in `Host`.
     pub own_names: Vec<String>,
     pub random: RandomFill,
@@ -558,7 +562,8 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
             st: RefCell::new(WebState {
                 cfg,
                 config_path: o.config_path,
-                board_encoder: o.board_encoder,
+                last_good_path: o.last_good_path,
+                board: o.board,
                 own_names: o.own_names,
                 sessions: Sessions::new(MAX_SESSIONS, SESSION_IDLE_MS, SESSION_MAX_MS),
                 limiter: LoginLimiter::new(64, 60_000, 5, 20),
@@ -1024,6 +1029,7 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
                 let new = self.complete_config(&json_body_as_toml(req)?)?;
                 let plan = ChangePlan::between(&self.config(), &new);
                 if route == Route::ConfigValidate {
+                    self.check_bootable(&new)?;
                     return Ok(json_response(
                         200,
                         &serde_json::json!({"ok": true, "plan": plan}),
@@ -1108,7 +1114,7 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
     fn complete_config(&self, text: &str) -> Result<Config, ApiError> {
         let (running, encoder) = {
             let st = self.st.borrow();
-            (st.cfg.clone(), st.board_encoder.clone())
+            (st.cfg.clone(), st.board.encoder.clone())
         };
         // Type errors and unknown keys, with their field.
         let _: Config = from_toml_body(text)?;
@@ -1138,16 +1144,69 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
         Ok(c)
     }
 
-    /// Saves `new` (if there is a config file), then makes it the running config and applies
-    /// it. On a failed save nothing changes.
-    fn save_and_apply(&self, new: Config) -> Result<serde_json::Value, ApiError> {
-        let (old, path) = {
+    /// Start-up's own checks (`boot::check`: validation, port conflicts, memory plan with the
+    /// board's figures) on a config about to be saved, plus: a listening port that changes
+    /// must be free now. A config that could not boot is refused with the key to change.
+    fn check_bootable(&self, new: &Config) -> Result<(), ApiError> {
+        let (old, limits) = {
             let st = self.st.borrow();
-            (st.cfg.clone(), st.config_path.clone())
+            (st.cfg.clone(), st.board.clone())
+        };
+        crate::boot::check(new, &limits).map_err(|e| ApiError {
+            status: 400,
+            error: e.message,
+            field: e.field,
+        })?;
+        let tcp = [
+            (
+                "http.port",
+                (&old.http.bind, old.http.port),
+                (&new.http.bind, new.http.port),
+            ),
+            (
+                "rtsp.port",
+                (&old.rtsp.bind, old.rtsp.port),
+                (&new.rtsp.bind, new.rtsp.port),
+            ),
+        ];
+        for (key, was, now) in tcp {
+            if was == now {
+                continue;
+            }
+            // Our own other listener may hold it (ports swapped): the next start frees it.
+            let ours = [
+                (&old.http.bind, old.http.port),
+                (&old.rtsp.bind, old.rtsp.port),
+            ];
+            if ours.contains(&now) {
+                continue;
+            }
+            if let Err(e) = std::net::TcpListener::bind((now.0.as_str(), now.1)) {
+                return Err(field_err(
+                    key,
+                    format!("{}:{} cannot be listened on: {e}", now.0, now.1),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that `new` boots, saves it (if there is a config file) and keeps it as the last
+    /// good copy, then makes it the running config and applies it. On a refused or failed
+    /// save nothing changes.
+    fn save_and_apply(&self, new: Config) -> Result<serde_json::Value, ApiError> {
+        self.check_bootable(&new)?;
+        let (old, path, last_good) = {
+            let st = self.st.borrow();
+            (
+                st.cfg.clone(),
+                st.config_path.clone(),
+                st.last_good_path.clone(),
+            )
         };
         if let Some(path) = &path {
             let original = std::fs::read_to_string(path).unwrap_or_default();
-            let encoder = self.st.borrow().board_encoder.clone();
+            let encoder = self.st.borrow().board.encoder.clone();
             let rendered = persist::render_preserving(&original, &old, &new)
                 .ok()
                 .filter(|t| {
@@ -1159,14 +1218,18 @@ impl<R: Runtime, C: Clock> WebApi<R, C> {
                 None => toml::to_string(&new).map_err(|e| err(500, e.to_string()))?,
             };
             persist::save_atomic(path, text.as_bytes()).map_err(|e| {
+                log::error!("config not saved: {e}; the running configuration stays");
+                // 507 Insufficient Storage (RFC 4918 §11.5): a full or read-only card.
                 err(
-                    500,
-                    format!(
-                        "could not save {}: {e}; nothing was changed",
-                        path.display()
-                    ),
+                    if e.no_space() { 507 } else { 500 },
+                    format!("{e}; nothing was changed, the running configuration stays"),
                 )
             })?;
+            if let Some(lg) = &last_good {
+                if let Err(e) = persist::keep_last_good(lg, text.as_bytes()) {
+                    log::warn!("saved, but the last good copy was not updated: {e}");
+                }
+            }
         }
         let plan = ChangePlan::between(&old, &new);
         self.st.borrow_mut().cfg = new.clone();

@@ -95,7 +95,8 @@ fn setup(tag: &str, file: &str) -> T {
         TestClock(clock.clone()),
         WebOptions {
             config_path: Some(path.clone()),
-            board_encoder: None,
+            last_good_path: Some(dir.join("last-good.toml")),
+            board: crate::boot::Limits::default(),
             own_names: vec!["camera".into()],
             random: Box::new(move |b: &mut [u8]| {
                 for x in b {
@@ -630,9 +631,10 @@ fn push_targets_add_update_remove_are_persisted_and_applied() {
         !saved.contains("push") && saved.contains("# keep me"),
         "{saved}"
     );
-    assert!(
-        super::persist::backup_path(&t.path).exists(),
-        "last good copy kept"
+    assert_eq!(
+        std::fs::read_to_string(t.path.with_file_name("last-good.toml")).unwrap(),
+        saved,
+        "every save is kept as the last good copy"
     );
 }
 
@@ -685,7 +687,12 @@ fn failed_save_reports_and_keeps_the_running_config() {
     std::fs::create_dir(dir.join(".rillcast.toml.tmp")).unwrap();
     let r = t.req("POST", "/api/v1/push", Some(r#"{"url":"rtmp://o/app"}"#));
     assert_eq!(r.status, 500, "{}", r.text);
-    assert!(r.text.contains("could not save"), "{}", r.text);
+    assert!(
+        r.text.contains("could not write") && r.text.contains("rillcast.toml"),
+        "names the file: {}",
+        r.text
+    );
+    assert!(r.text.contains("running configuration stays"), "{}", r.text);
     assert!(t.api.config().push.is_empty(), "running config unchanged");
     assert_eq!(
         t.fake.applied.borrow().len(),
@@ -852,4 +859,75 @@ fn toml_paths_from_offsets() {
     assert_eq!(at("url = \"u\""), "push.0.url");
     assert_eq!(at("url = \"v\""), "push.1.url");
     assert_eq!(toml_path_at(text, 10_000), "push.1");
+}
+
+#[test]
+fn a_save_that_cannot_boot_is_refused_with_the_key_and_nothing_changes() {
+    let file = "# keep me\n[media]\nmemory_mib = 24\n";
+    let mut t = setup("unbootable", file);
+    t.set_password();
+    let saved = std::fs::read_to_string(&t.path).unwrap();
+    let last_good = t.path.with_file_name("last-good.toml");
+    // The memory plan does not fit the ceiling: 400 naming the key, for a save and a
+    // validate alike; the file, the last good copy and the running config stay.
+    for (m, p) in [
+        ("PUT", "/api/v1/config"),
+        ("POST", "/api/v1/config/validate"),
+    ] {
+        let r = t.req(m, p, Some(r#"{"media":{"memory_mib":2}}"#));
+        assert_eq!(r.status, 400, "{m} {p}: {}", r.text);
+        assert_eq!(r.json["field"], "media.memory_mib", "{}", r.text);
+        assert!(
+            r.json["error"]
+                .as_str()
+                .unwrap()
+                .contains("ceiling is 2 MiB"),
+            "{}",
+            r.text
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&t.path).unwrap(), saved);
+    assert_eq!(std::fs::read_to_string(&last_good).unwrap(), saved);
+    assert_eq!(t.api.config().media.memory_mib, 24);
+    // A listening port another process holds: 400 on that key.
+    let held = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let r = t.req(
+        "PUT",
+        "/api/v1/config",
+        Some(&format!(
+            r#"{{"media":{{"memory_mib":24}},"http":{{"port":{port}}}}}"#
+        )),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.json["field"], "http.port", "{}", r.text);
+    assert!(r.text.contains("cannot be listened on"), "{}", r.text);
+    drop(held);
+    // Push targets added live until the plan is full: each one accepted is planned (the
+    // config with it still fits), and the first that does not fit is refused on its queue.
+    let mut accepted = 0;
+    let refused = loop {
+        let r = t.req("POST", "/api/v1/push", Some(r#"{"url":"rtmp://o/app/k"}"#));
+        if r.status != 200 {
+            break r;
+        }
+        accepted += 1;
+        let cfg = t.api.config();
+        assert_eq!(cfg.push.len(), accepted);
+        crate::media::budget::MemoryPlan::new(&cfg, None, None).expect("accepted = planned");
+        assert!(accepted < 16, "the plan never filled up");
+    };
+    assert!(accepted >= 1, "the first push target fits 24 MiB");
+    assert_eq!(refused.status, 400, "{}", refused.text);
+    assert_eq!(
+        refused.json["field"],
+        format!("push.{accepted}.queue_kib"),
+        "{}",
+        refused.text
+    );
+    assert_eq!(t.api.config().push.len(), accepted);
+    let on_disk = std::fs::read_to_string(&t.path).unwrap();
+    assert_eq!(on_disk.matches("[[push]]").count(), accepted, "{on_disk}");
+    assert!(on_disk.contains("# keep me"), "{on_disk}");
+    assert_eq!(std::fs::read_to_string(&last_good).unwrap(), on_disk);
 }

@@ -61,6 +61,12 @@ pub enum EventKind {
     ConfigChanged {
         restarted: Vec<String>,
     },
+    /// Start-up could not use the configuration file and ran the last good copy instead.
+    ConfigFallback {
+        file: String,
+        error: String,
+        used: String,
+    },
 }
 
 /// One event with its sequence number (monotonic from 1) and wall-clock time.

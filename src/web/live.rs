@@ -54,7 +54,11 @@ pub struct LiveRuntime {
     pub rtsp: Rc<RtspServer>,
     pub epoch: Epoch,
     pub started: Instant,
-    pub planned_bytes: u64,
+    /// The plan's figure; the push targets' share follows live adds and removals (each was
+    /// checked against the ceiling before it was saved: `boot::check`).
+    pub planned_bytes: std::cell::Cell<u64>,
+    /// The plan without the push targets (fixed at start).
+    pub fixed_bytes: u64,
     pub ceiling_bytes: u64,
     pub rtsp_port: u16,
     pub http_port: u16,
@@ -84,7 +88,10 @@ impl LiveRuntime {
             rtsp,
             epoch,
             started: Instant::now(),
-            planned_bytes: plan.total_bytes as u64,
+            planned_bytes: std::cell::Cell::new(plan.total_bytes as u64),
+            fixed_bytes: (plan.total_bytes
+                - plan.pushes.iter().map(|p| p.total_bytes).sum::<usize>())
+                as u64,
             ceiling_bytes: plan.ceiling_bytes as u64,
             rtsp_port: ports.0,
             http_port: ports.1,
@@ -290,7 +297,7 @@ impl Runtime for LiveRuntime {
             version: env!("CARGO_PKG_VERSION"),
             uptime_s: self.started.elapsed().as_secs(),
             memory: MemoryStatus {
-                planned_bytes: self.planned_bytes,
+                planned_bytes: self.planned_bytes.get(),
                 ceiling_bytes: self.ceiling_bytes,
             },
             streams,
@@ -333,6 +340,11 @@ impl Runtime for LiveRuntime {
         if let Some(p) = self.push.borrow().as_ref() {
             p.apply(&plan.restart_push, new);
         }
+        let push: usize = crate::media::budget::push_plans(new)
+            .iter()
+            .map(|p| p.total_bytes)
+            .sum();
+        self.planned_bytes.set(self.fixed_bytes + push as u64);
     }
 
     fn counters(&self) -> ServerCounters {

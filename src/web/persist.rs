@@ -2,13 +2,15 @@
 //!
 //! Owns: the on-disk update protocol — write a temp file in the same directory, fsync it,
 //! rename it over the file, fsync the directory (POSIX rename(2) is atomic within a file
-//! system; the directory fsync makes the rename itself durable) — with the previous file kept
-//! as `<name>.bak` (the last good copy), and the comment-preserving edit of the user's TOML
+//! system; the directory fsync makes the rename itself durable) — the last good copy (the
+//! text of every successful save and boot, see `boot::last_good_path`; start-up falls back
+//! to it when the file cannot boot), how a failed write is reported (a full or read-only
+//! card is [`SaveError::no_space`]), and the comment-preserving edit of the user's TOML
 //! with `toml_edit`: only the keys whose values changed are touched, so comments, key order
 //! and keys left at their defaults stay as the user wrote them.
 //!
 //! Must not: touch the running configuration (the caller swaps it in only after a successful
-//! save), or write anywhere but next to the file.
+//! save), or write anywhere but next to the file and to the last good copy.
 
 use crate::config::Config;
 use std::fs::{self, File, OpenOptions};
@@ -16,17 +18,53 @@ use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// The last-good copy's path: `rillcast.toml` → `rillcast.toml.bak`.
+/// The last good copy's path when there is no state directory: `rillcast.toml` →
+/// `rillcast.toml.bak`.
 pub fn backup_path(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(".bak");
     PathBuf::from(s)
 }
 
-/// Replaces `path` with `text` atomically and durably; the previous content (if any) becomes
-/// `<path>.bak`. On error the file at `path` is the old one, untouched. New files are created
-/// with mode 0600 (the file holds the password hash); an existing file keeps its mode.
-pub fn save_atomic(path: &Path, text: &[u8]) -> io::Result<()> {
+/// A failed save: which file, and the OS error.
+#[derive(Debug)]
+pub struct SaveError {
+    pub path: PathBuf,
+    pub error: io::Error,
+}
+
+impl SaveError {
+    /// The card is full (ENOSPC, EDQUOT) or read-only (EROFS): HTTP 507, not a bug.
+    pub fn no_space(&self) -> bool {
+        matches!(self.error.raw_os_error(), Some(28 | 30 | 122))
+    }
+}
+
+impl std::fmt::Display for SaveError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "could not write {}: {}", self.path.display(), self.error)
+    }
+}
+
+/// Replaces `path` with `text` atomically and durably. On error the file at `path` is the
+/// old one, untouched, and no temp file is left. New files are created with mode 0600 (the
+/// file holds the password hash); an existing file keeps its mode.
+pub fn save_atomic(path: &Path, text: &[u8]) -> Result<(), SaveError> {
+    save_inner(path, text).map_err(|error| SaveError {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+/// Writes the last good copy (0600, atomically) unless it already holds `text`.
+pub fn keep_last_good(path: &Path, text: &[u8]) -> Result<(), SaveError> {
+    if fs::read(path).is_ok_and(|old| old == text) {
+        return Ok(());
+    }
+    save_atomic(path, text)
+}
+
+fn save_inner(path: &Path, text: &[u8]) -> io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -36,14 +74,7 @@ pub fn save_atomic(path: &Path, text: &[u8]) -> io::Result<()> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "config path has no file name"))?
         .to_string_lossy();
     let mode = match fs::metadata(path) {
-        Ok(m) => {
-            // Keep the last good copy: copy, fsync, rename (so the .bak is never half-written).
-            let bak_tmp = dir.join(format!(".{name}.bak.tmp"));
-            fs::copy(path, &bak_tmp)?;
-            File::open(&bak_tmp)?.sync_all()?;
-            fs::rename(&bak_tmp, backup_path(path))?;
-            m.permissions().mode() & 0o7777
-        }
+        Ok(m) => m.permissions().mode() & 0o7777,
         Err(e) if e.kind() == io::ErrorKind::NotFound => 0o600,
         Err(e) => return Err(e),
     };
@@ -55,6 +86,8 @@ pub fn save_atomic(path: &Path, text: &[u8]) -> io::Result<()> {
             .truncate(true)
             .mode(mode)
             .open(&tmp)?;
+        // The umask (the unit's UMask=0027) must not take the group's write bit away.
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
         f.write_all(text)?;
         f.sync_all()?;
         fs::rename(&tmp, path)
@@ -223,16 +256,31 @@ mod tests {
             fs::metadata(&p).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        assert!(!backup_path(&p).exists(), "no previous file, no backup");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o660)).unwrap();
         save_atomic(&p, b"a = 2\n").unwrap();
         assert_eq!(fs::read_to_string(&p).unwrap(), "a = 2\n");
-        assert_eq!(fs::read_to_string(backup_path(&p)).unwrap(), "a = 1\n");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o660,
+            "an existing file keeps its mode"
+        );
+        let lg = d.join("last-good.toml");
+        keep_last_good(&lg, b"a = 2\n").unwrap();
+        let m1 = fs::metadata(&lg).unwrap();
+        assert_eq!(m1.permissions().mode() & 0o777, 0o600);
+        // The same text again writes nothing (one write per boot at most).
+        keep_last_good(&lg, b"a = 2\n").unwrap();
+        assert_eq!(
+            fs::metadata(&lg).unwrap().modified().unwrap(),
+            m1.modified().unwrap()
+        );
         // No temp files left behind.
-        let names: Vec<_> = fs::read_dir(&d)
+        let mut names: Vec<_> = fs::read_dir(&d)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
-        assert_eq!(names.len(), 2, "{names:?}");
+        names.sort();
+        assert_eq!(names, ["last-good.toml", "rillcast.toml"]);
         fs::remove_dir_all(&d).unwrap();
     }
 
@@ -245,8 +293,24 @@ mod tests {
         fs::create_dir(d.join(".rillcast.toml.tmp")).unwrap();
         assert!(save_atomic(&p, b"a = 2\n").is_err());
         assert_eq!(fs::read_to_string(&p).unwrap(), "a = 1\n");
-        // A missing directory is an error, not a panic.
-        assert!(save_atomic(&d.join("nope/x.toml"), b"").is_err());
+        // A missing directory is an error naming the file, not a panic.
+        let e = save_atomic(&d.join("nope/x.toml"), b"").unwrap_err();
+        assert!(e.to_string().contains("nope/x.toml"), "{e}");
+        assert!(!e.no_space());
+        let full = SaveError {
+            path: p.clone(),
+            error: io::Error::from_raw_os_error(28),
+        };
+        assert!(full.no_space(), "ENOSPC");
+        assert!(
+            full.to_string().contains("No space left on device"),
+            "{full}"
+        );
+        let ro = SaveError {
+            path: p.clone(),
+            error: io::Error::from_raw_os_error(30),
+        };
+        assert!(ro.no_space(), "EROFS");
         fs::remove_dir_all(&d).unwrap();
     }
 

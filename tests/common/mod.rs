@@ -72,6 +72,8 @@ pub struct Daemon {
     pub udp_port: u16,
     pub dir: PathBuf,
     pub log_path: PathBuf,
+    /// The command-line arguments after `--config PATH` (kept for [`Daemon::restart`]).
+    pub args: Vec<String>,
 }
 
 impl Daemon {
@@ -140,6 +142,7 @@ impl Daemon {
                 udp_port,
                 dir,
                 log_path,
+                args: args.iter().map(|a| a.to_string()).collect(),
             };
             let deadline = Instant::now() + timeout;
             while Instant::now() < deadline {
@@ -208,6 +211,34 @@ impl Daemon {
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
+    }
+
+    /// Stops the daemon (SIGKILL) and starts it again on the same config file and ports,
+    /// logging to a fresh `daemon.log`; waits (bounded) until it says `ready` again.
+    pub fn restart(&mut self, timeout: Duration) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let log = std::fs::File::create(&self.log_path).unwrap();
+        self.child = Command::new(env!("CARGO_BIN_EXE_rillcast"))
+            .arg("--config")
+            .arg(self.dir.join("rillcast.toml"))
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start rillcast");
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline && self.alive() {
+            if self.log().contains("ready: rtsp://") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "rillcast did not restart within {timeout:?}; log:\n{}",
+            self.log()
+        );
     }
 
     /// Still running?
@@ -718,4 +749,40 @@ pub fn web_dir_ready() -> PathBuf {
         assert!(ok, "npm install in tests/web failed:\n{out}\n{err}");
     }
     web
+}
+
+/// One HTTP/1.1 request to 127.0.0.1:`port` with `Connection: close` (and a Host header
+/// unless given); returns (status, head, body). Bounded by a 20 s read timeout.
+pub fn http_req(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: 127.0.0.1:{port}\r\n"));
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    s.write_all(body)?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status in {head:?}")))?;
+    Ok((status, head.to_string(), body.to_string()))
 }
