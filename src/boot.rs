@@ -207,7 +207,7 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("media.memory_mib"));
         assert!(e.message.contains("ceiling is 2 MiB"), "{e}");
         // The second push target tips it over: blame its queue.
-        let t = "[media]\nmemory_mib = 20\n\
+        let t = "[media]\nmemory_mib = 24\n\
                  [[push]]\nurl = \"rtmp://a/live/k\"\nqueue_kib = 1024\n\
                  [[push]]\nurl = \"rtmp://b/live/k\"\nqueue_kib = 8192\n";
         let c = Config::parse(t, "t").unwrap();

@@ -958,7 +958,7 @@ mod tests {
             .headers
             .iter()
             .any(|(k, v)| *k == "Sec-WebSocket-Accept" && v == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
-        let wrong = with(("Authorization", "Basic dmlld2VyOnMzY3JldB=="));
+        let wrong = with(("Authorization", "Basic dmlld2VyOndyb25n"));
         assert_eq!(h.handle(&req("/live/ws", &wrong)).unwrap().status, 401);
         let cookie = with(("Cookie", "rillcast_session=ok"));
         assert_eq!(h.handle(&req("/live/ws", &cookie)).unwrap().status, 101);
